@@ -1,0 +1,1 @@
+"""The agent: planners, the deliberate executor, the episode runner, the CLI and the dashboard."""

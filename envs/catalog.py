@@ -1,0 +1,83 @@
+"""Skills and their catalog: what each skill needs, what it gives, how success is read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from envs.errors import UnknownTaskError
+
+CATEGORIES = ("gather", "build", "craft", "combat", "survive")
+
+
+@dataclass(frozen=True)
+class Skill:
+    """One unit of behaviour the agent can learn, named after the achievement it unlocks.
+
+    Success is read from the game's own counter: the skill succeeded when
+    `info["achievements"][skill.achievement]` grew during the attempt.
+    """
+
+    name: str
+    category: str
+    requires: dict[str, int] = field(default_factory=dict)  # items held (tools and inputs)
+    consumes: dict[str, int] = field(default_factory=dict)  # items used up
+    gives: dict[str, int] = field(default_factory=dict)  # items received
+    nearby: tuple[str, ...] = ()  # cells that must be within reach (table, furnace)
+    target: tuple[str, ...] = ()  # the cells or creatures the skill acts on
+    places: str | None = None  # the cell it puts into the world
+    where: tuple[str, ...] = ()  # cells a placement may go on
+    after: tuple[str, ...] = ()  # skills whose effect in the world it needs first
+    achievement: str = ""
+
+    def __post_init__(self):
+        if self.category not in CATEGORIES:
+            raise ValueError(f"skill {self.name}: category {self.category!r} not in {CATEGORIES}")
+        if not self.achievement:
+            object.__setattr__(self, "achievement", self.name)
+
+
+class SkillCatalog:
+    """An ordered, immutable set of skills with look-ups the planner needs."""
+
+    def __init__(self, skills: list[Skill], items: dict[str, dict], game: str):
+        self.game = game
+        self.items = items  # item name -> {"max": .., "initial": ..}
+        self._skills = {s.name: s for s in skills}
+
+    def __iter__(self) -> Iterator[Skill]:
+        return iter(self._skills.values())
+
+    def __len__(self) -> int:
+        return len(self._skills)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._skills
+
+    def __getitem__(self, name: str) -> Skill:
+        try:
+            return self._skills[name]
+        except KeyError:
+            raise UnknownTaskError(
+                f"unknown skill {name!r} for {self.game}; known: {', '.join(self._skills)}"
+            ) from None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._skills)
+
+    def producers(self, item: str) -> list[Skill]:
+        """Skills that give `item`, cheapest-looking first (fewest requirements)."""
+        found = [s for s in self if s.gives.get(item, 0) > 0]
+        return sorted(found, key=lambda s: (len(s.requires) + len(s.nearby), s.name))
+
+    def placer(self, cell: str) -> Skill | None:
+        return next((s for s in self if s.places == cell), None)
+
+    def by_category(self, category: str) -> list[Skill]:
+        return [s for s in self if s.category == category]
+
+    @property
+    def vitals(self) -> tuple[str, ...]:
+        """Items that start full and drain (health, food, drink, energy)."""
+        return tuple(n for n, v in self.items.items() if v.get("initial", 0) > 0)
