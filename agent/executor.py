@@ -1,0 +1,246 @@
+"""The deliberate executor: acts on a subgoal step by step from what the agent sees.
+
+It sees the screen's cells, the inventory and its own map (`WorldMemory`); it never reads the
+game's state. Each skill kind is a small behaviour — go to a target and use it, place a block
+where it may go, craft next to a table, dig a shelter and sleep — over shared path-finding.
+Reflexes (hit a zombie that stands next to the agent) come before the subgoal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent import navigation as nav
+from agent.world_memory import DIRS, WorldMemory
+from envs.base import Observation
+from envs.catalog import Skill, SkillCatalog
+
+MOVES = {v: k for k, v in DIRS.items()}
+SOLID_FOR_ZOMBIES = ("stone", "coal", "iron", "diamond", "tree", "water", "lava", "table", "furnace")
+MOUNTAIN = ("stone", "path", "coal", "iron", "diamond")
+
+
+class DeliberateExecutor:
+    def __init__(self, catalog: SkillCatalog, cell_names: tuple[str, ...], walkable: tuple[str, ...],
+                 seed: int = 0):
+        self.catalog = catalog
+        self.cell_names = cell_names
+        self.walkable = walkable
+        self.rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.memory = WorldMemory(self.cell_names, self.walkable)
+        self._path: list[nav.Cell] | None = None
+        self._path_key = None
+        self._path_age = 0
+
+    def observe(self, obs: Observation, last_action: str | None) -> None:
+        self.memory.observe(obs, last_action)
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def act(self, obs: Observation, skill: Skill) -> str:
+        if obs.sleeping:
+            return "noop"
+        reflex = self._reflex(obs)
+        if reflex:
+            return reflex
+        if skill.name == "wake_up":
+            return self._sleep(obs)
+        if skill.places:
+            return self._place(obs, skill)
+        if skill.nearby:
+            return self._craft(obs, skill)
+        if skill.target:
+            return self._use_target(obs, skill)
+        return "noop"
+
+    def _reflex(self, obs: Observation) -> str | None:
+        """Hit a zombie or skeleton standing next to us: running costs more health."""
+        for d in nav.NEIGHBOURS:
+            cell = (self.memory.pos[0] + d[0], self.memory.pos[1] + d[1])
+            if self.memory.name_at(cell) in ("zombie", "skeleton"):
+                return self._face_and(d, "do")
+        return None
+
+    def _face_and(self, d: tuple[int, int], action: str) -> str:
+        """`action` if we face direction d, else a move towards d (a turn when it is blocked)."""
+        return action if tuple(self.memory.facing) == tuple(d) else MOVES[tuple(d)]
+
+    def _use_target(self, obs: Observation, skill: Skill) -> str:
+        targets = set(self.memory.cells_of(skill.target))
+        for d in nav.NEIGHBOURS:
+            if (self.memory.pos[0] + d[0], self.memory.pos[1] + d[1]) in targets:
+                return self._face_and(d, "do")
+        if targets:
+            moving = any(t in ("cow", "zombie", "skeleton") for t in skill.target)
+            step = self._walk(obs, ("use", skill.name), nav.adjacent_to(self.memory, targets),
+                              replan_every=1 if moving else 12)
+            if step:
+                return step
+        return self._explore(obs, skill)
+
+    def _place(self, obs: Observation, skill: Skill) -> str:
+        mem = self.memory
+        if skill.places == "furnace" and "table" in self.catalog[skill.name].nearby + ("table",):
+            tables = set(mem.cells_of(("table",)))
+            if tables and not self._within_one(mem.pos, tables):
+                near = self._walk(obs, ("near", "table"), lambda c: 0.0 if self._within_one(c, tables) else None)
+                if near:
+                    return near
+        ahead = (mem.pos[0] + mem.facing[0], mem.pos[1] + mem.facing[1])
+        if self._placeable(ahead, skill):
+            return f"place_{skill.places}"
+        options = [d for d in nav.NEIGHBOURS
+                   if self._placeable((mem.pos[0] + d[0], mem.pos[1] + d[1]), skill)]
+        # Turning needs a blocked cell; otherwise step forward and look at the next one.
+        turnable = [d for d in nav.NEIGHBOURS
+                    if mem.name_at((mem.pos[0] + d[0], mem.pos[1] + d[1])) not in self.walkable]
+        for d in options:
+            if d in turnable:
+                return MOVES[d]
+        if options:
+            return MOVES[options[int(self.rng.integers(len(options)))]]
+        return self._explore(obs, skill)
+
+    def _placeable(self, cell: nav.Cell, skill: Skill) -> bool:
+        return cell not in self.memory.creatures and self.memory.name_at(cell) in skill.where
+
+    def _craft(self, obs: Observation, skill: Skill) -> str:
+        mem = self.memory
+        need = [set(mem.cells_of((k,))) for k in skill.nearby]
+        if all(self._within_one(mem.pos, cells) for cells in need):
+            return skill.name
+        if all(need):
+            step = self._walk(obs, ("craft", skill.nearby),
+                              lambda c: 0.0 if all(self._within_one(c, s) for s in need) else None)
+            if step:
+                return step
+        return self._explore(obs, skill)
+
+    @staticmethod
+    def _within_one(cell: nav.Cell, cells: set[nav.Cell]) -> bool:
+        x, y = cell
+        return any((x + dx, y + dy) in cells for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+
+    # -- sleeping in a shelter ----------------------------------------------------------------
+
+    def _sleep(self, obs: Observation) -> str:
+        if obs.inventory.get("energy", 0) >= self.catalog.items["energy"]["max"]:
+            return "noop"
+        if self._enclosed(self.memory.pos):
+            return "sleep"
+        if obs.inventory.get("stone", 0) >= 1:
+            seal = self._seal()
+            if seal:
+                return seal
+        if obs.inventory.get("wood_pickaxe", 0):
+            step = self._dig_shelter(obs)
+            if step:
+                return step
+        # No way to wall ourselves in: sleep when nothing hostile is in sight.
+        hostile = any(self.cell_names[v] in ("zombie", "skeleton") for v in self.memory.creatures.values())
+        return self._explore(obs, None) if hostile else "sleep"
+
+    def _enclosed(self, cell: nav.Cell, limit: int = 6) -> bool:
+        """No zombie can reach `cell`: the walkable region around it is small and walled."""
+        seen, todo = {cell}, [cell]
+        while todo:
+            x, y = todo.pop()
+            for dx, dy in nav.NEIGHBOURS:
+                n = (x + dx, y + dy)
+                if n in seen:
+                    continue
+                name = self.memory.name_at(n)
+                if name in SOLID_FOR_ZOMBIES or name in ("plant", "plant_ripe", "outside"):
+                    continue
+                if name == "unknown" or len(seen) >= limit:
+                    return False
+                seen.add(n)
+                todo.append(n)
+        return True
+
+    def _seal(self) -> str | None:
+        """Put a stone in the one opening of a pocket, or step to where we face it: from the
+        deep end of a two-cell pocket, a step back leaves us facing its mouth."""
+        mem = self.memory
+        for d in nav.NEIGHBOURS:
+            n = (mem.pos[0] + d[0], mem.pos[1] + d[1])
+            if not self._free(n):
+                continue
+            if tuple(mem.facing) == d and self._would_enclose(mem.pos, n):
+                return "place_stone"
+            beyond = (n[0] + d[0], n[1] + d[1])
+            if self._free(beyond) and self._would_enclose(n, beyond):
+                return MOVES[d]
+        return None
+
+    def _free(self, cell: nav.Cell) -> bool:
+        return self.memory.name_at(cell) in self.walkable and cell not in self.memory.creatures
+
+    def _would_enclose(self, cell: nav.Cell, blocked: nav.Cell) -> bool:
+        mem = self.memory
+        old = mem.static[blocked]
+        mem.static[blocked] = mem.ids["stone"]
+        try:
+            return self._enclosed(cell)
+        finally:
+            mem.static[blocked] = old
+
+    def _dig_shelter(self, obs: Observation) -> str | None:
+        """Walk into a stone face two cells deep, so one stone seals us in (see `_seal`)."""
+        mem = self.memory
+        stones = set(mem.cells_of(("stone",)))
+        if not stones:
+            return None
+
+        def inside_rock(c: nav.Cell) -> float | None:
+            if mem.name_at(c) not in ("stone", "path") or c == mem.pos:
+                return None
+            walls = sum(mem.name_at((c[0] + dx, c[1] + dy)) in SOLID_FOR_ZOMBIES for dx, dy in nav.NEIGHBOURS)
+            return 0.0 if walls >= 3 and mem.name_at(c) == "stone" else None
+
+        path = nav.search(mem, nav.step_costs(mem, obs.inventory), inside_rock, max_nodes=3000)
+        if path is None or len(path) < 2:
+            return None
+        return self._follow(path)
+
+    # -- moving -------------------------------------------------------------------------------
+
+    def _walk(self, obs: Observation, key, goal, replan_every: int = 12) -> str | None:
+        mem = self.memory
+        valid = (self._path is not None and self._path_key == key and mem.pos in self._path
+                 and self._path_age < replan_every)
+        if valid:
+            self._path = self._path[self._path.index(mem.pos):]
+            self._path_age += 1
+        else:
+            self._path = nav.search(mem, nav.step_costs(mem, obs.inventory), goal)
+            self._path_key, self._path_age = key, 0
+        if not self._path or len(self._path) < 2:
+            self._path = None
+            return None
+        return self._follow(self._path)
+
+    def _follow(self, path: list[nav.Cell]) -> str:
+        mem = self.memory
+        nxt = path[1]
+        d = (nxt[0] - mem.pos[0], nxt[1] - mem.pos[1])
+        if mem.name_at(nxt) in self.walkable:
+            return MOVES[d]
+        return self._face_and(d, "do")  # something to dig through first
+
+    def _explore(self, obs: Observation, skill: Skill | None) -> str:
+        mem = self.memory
+        prefer: set[int] = set()
+        if skill is not None and skill.requires and any(t in MOUNTAIN for t in skill.target):
+            prefer = {mem.ids[k] for k in MOUNTAIN}
+        if skill is not None and skill.name == "defeat_skeleton":
+            prefer = {mem.ids["path"]}
+        goal = nav.frontier(mem, prefer)
+        step = self._walk(obs, ("explore", skill.name if skill else None), goal, replan_every=24)
+        if step:
+            return step
+        safe = [d for d in nav.NEIGHBOURS if mem.name_at((mem.pos[0] + d[0], mem.pos[1] + d[1])) != "lava"]
+        return MOVES[safe[int(self.rng.integers(len(safe)))]] if safe else "noop"

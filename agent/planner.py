@@ -1,0 +1,175 @@
+"""The planner interface and the symbolic tech-tree planner (the default slow planner).
+
+A planner is a pure function of what the agent knows: the task, its inventory, what it has
+unlocked and which kinds of cell it remembers. It returns the ordered subgoals, each a catalog
+skill; the runner asks again whenever a subgoal ends, so every answer is a fresh replan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from envs.catalog import Skill, SkillCatalog
+from envs.tasks import Task
+
+
+@dataclass(frozen=True)
+class Subgoal:
+    skill: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PlanContext:
+    """Agent-visible state a planner may use, and nothing more."""
+
+    task: Task
+    inventory: dict[str, int]
+    unlocked: frozenset[str] = frozenset()  # skills this agent has achieved this episode
+    known: frozenset[str] = frozenset()  # cell kinds it remembers within reach of a short walk
+    in_sight: frozenset[str] = frozenset()  # cell kinds on screen now
+    failures: dict[str, int] = field(default_factory=dict)  # failed attempts per skill, this episode
+    previous: str | None = None  # the subgoal just finished, for hysteresis on survival needs
+    daylight: float = 1.0  # how bright the screen is; zombies come out in the dark
+
+
+@dataclass
+class Plan:
+    subgoals: list[Subgoal]
+    calls: int = 0  # model calls made (0 for the symbolic planner)
+    tokens: int = 0
+    latency_s: float = 0.0
+    fallback: bool = False  # an LLM's answer was unusable and the symbolic plan was used
+
+
+class Planner(Protocol):
+    name: str
+
+    def plan(self, ctx: PlanContext) -> Plan: ...
+
+
+# Vitals below these levels pre-empt the task. Crafter drains food every ~25 steps, drink
+# every ~20 and energy every ~30; health is lost once any of them reaches zero.
+SURVIVAL_LEVELS = {"drink": 4, "food": 4, "energy": 3}
+LOW_HEALTH = 4
+NIGHT = 0.35  # daylight under which the screen is dark and zombies spawn on grass
+
+
+class SymbolicPlanner:
+    """Backward chaining over the catalog's requirements with a simulated inventory."""
+
+    name = "symbolic"
+
+    def __init__(self, catalog: SkillCatalog):
+        self.catalog = catalog
+
+    def plan(self, ctx: PlanContext) -> Plan:
+        urgent = self.urgent(ctx)
+        if urgent:
+            return Plan([urgent])
+        goal = self.next_goal(ctx)
+        if goal is None:
+            return Plan([])
+        return Plan(self.chain(goal, ctx))
+
+    def urgent(self, ctx: PlanContext) -> Subgoal | None:
+        """The survival need that cannot wait, lowest vital first."""
+        needs = [(ctx.inventory.get(v, 0), v) for v, level in SURVIVAL_LEVELS.items()
+                 if ctx.inventory.get(v, 0) < level]
+        energy = ctx.inventory.get("energy", 0)
+        if not needs and ctx.inventory.get("health", 9) < LOW_HEALTH:
+            # Health only comes back with time; asleep it comes back twice as fast, and
+            # behind walls nothing hurts us meanwhile.
+            return Subgoal(self._producer("energy", ctx).name, "health is low: rest in a shelter")
+        if not needs and ctx.daylight < NIGHT and energy < self.catalog.items.get("energy", {}).get("max", 9):
+            needs = [(energy, "energy")]  # nights are for sleeping behind stone walls
+        if not needs and ctx.previous:
+            # Keep drinking (eating) once started until nearly full: one sip per trip wastes
+            # the walk to the water.
+            for vital in SURVIVAL_LEVELS:
+                maximum = self.catalog.items.get(vital, {}).get("max", 9)
+                if ctx.previous == self._producer(vital, ctx).name and ctx.inventory.get(vital, 0) < maximum - 1:
+                    needs = [(ctx.inventory.get(vital, 0), vital)]
+        if not needs:
+            return None
+        _, vital = min(needs)
+        producer = self._producer(vital, ctx)
+        return Subgoal(producer.name, f"{vital} is low ({ctx.inventory.get(vital, 0)})")
+
+    def next_goal(self, ctx: PlanContext) -> str | None:
+        """The task's next locked goal; for open-ended tasks the cheapest one to reach."""
+        locked = [g for g in ctx.task.goals if g not in ctx.unlocked]
+        if ctx.task.open_ended:  # wait until what a skill acts on exists (a plant to ripen)
+            locked = [g for g in locked if not self.catalog[g].after
+                      or not all(a in ctx.unlocked for a in self.catalog[g].after)
+                      or any(t in ctx.known for t in self.catalog[g].target)] or locked
+        if not locked:
+            return None
+        if not ctx.task.open_ended:
+            return locked[0]
+
+        def cost(name: str) -> float:
+            # Fewest subgoals first; fights and skills that failed before wait, since a
+            # shelter and better tools make them safer later.
+            skill = self.catalog[name]
+            risk = 8 if skill.category == "combat" or skill.after else 0
+            return (len(self.chain(name, ctx)) + risk + 6 * ctx.failures.get(name, 0)
+                    - 2 * enables.get(name, 0))
+
+        # Tools and stations first: a skill counts for every other skill that needs its output.
+        enables = {s.name: sum(1 for o in self.catalog if set(o.requires) & set(s.gives)
+                               or (s.places and s.places in o.nearby)) for s in self.catalog}
+
+        return min(locked, key=cost)
+
+    def chain(self, goal: str, ctx: PlanContext) -> list[Subgoal]:
+        """Ordered subgoals ending in `goal`, from the current inventory."""
+        sim = dict(ctx.inventory)
+        known = set(ctx.known)
+        done = set(ctx.unlocked)
+        out: list[Subgoal] = []
+        self._ensure(self.catalog[goal], sim, known, done, out, ctx, depth=0)
+        return out
+
+    def _ensure(self, skill: Skill, sim, known, done, out, ctx, depth: int) -> None:
+        if depth > 12:  # the tech tree is acyclic; this guards against a malformed catalog
+            raise ValueError(f"requirement cycle at {skill.name}")
+        for name in skill.after:
+            if name not in done:
+                self._ensure(self.catalog[name], sim, known, done, out, ctx, depth + 1)
+        # Placements first: they consume inputs (a table eats wood) the skill may also need.
+        for cell in skill.nearby:
+            if cell not in known:
+                placer = self.catalog.placer(cell)
+                if placer is not None:
+                    self._ensure(placer, sim, known, done, out, ctx, depth + 1)
+        # Acquiring one input can consume another (a pickaxe for stone eats wood): repeat
+        # until every requirement holds at once.
+        for _ in range(8):
+            short = [(i, c) for i, c in skill.requires.items() if sim.get(i, 0) < c]
+            if not short:
+                break
+            item, _count = short[0]
+            before = sim.get(item, 0)
+            self._ensure(self._producer(item, ctx), sim, known, done, out, ctx, depth + 1)
+            if sim.get(item, 0) <= before:
+                break
+        out.append(Subgoal(skill.name, f"towards {ctx.task.name}"))
+        for item, n in skill.consumes.items():
+            sim[item] = sim.get(item, 0) - n
+        for item, n in skill.gives.items():
+            sim[item] = sim.get(item, 0) + n
+        if skill.places:
+            known.add(skill.places)
+        done.add(skill.name)
+
+    def _producer(self, item: str, ctx: PlanContext) -> Skill:
+        producers = self.catalog.producers(item)
+        if not producers:
+            raise ValueError(f"no skill gives {item!r}")
+        # Prefer a producer whose prerequisites are met (eat_plant once a plant is ripe).
+        ready = [p for p in producers if all(a in ctx.unlocked for a in p.after)
+                 and (not p.target or any(t in ctx.known for t in p.target))]
+        plain = [p for p in producers if not p.after]
+        return (ready or plain or producers)[0]
