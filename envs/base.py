@@ -47,6 +47,8 @@ class Env(Protocol):
     name: str
     action_names: tuple[str, ...]
     cell_names: tuple[str, ...]
+    walkable: tuple[str, ...]  # cells a player can step on
+    view_shape: tuple[int, int]  # (width, height) of `Observation.local_view`
 
     @property
     def catalog(self): ...

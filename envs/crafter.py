@@ -81,6 +81,7 @@ class CrafterEnv:
         self.size = size
         self.action_names: tuple[str, ...] = tuple(game_data()["actions"])
         self.cell_names = cell_names()
+        self.walkable: tuple[str, ...] = tuple(game_data()["walkable"])
         self._ids = {n: i for i, n in enumerate(self.cell_names)}
         self._seed = seed
         self._game = None

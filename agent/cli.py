@@ -1,0 +1,84 @@
+"""`peam`: run the agent, read what it knows. Every command validates its input before it
+writes anything; a `PeamError` becomes one line on stderr and exit code 2.
+
+Imports are deferred into the commands so `peam --help` starts without torch, Ray or
+SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from envs.errors import PeamError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="peam: a game agent whose memory grows by training.")
+
+DB_HELP = "Database URL (default: $PEAM_DB, else SQLite at $PEAM_HOME/peam.db, PEAM_HOME=./peam-data)."
+
+
+def _console():
+    from rich.console import Console
+
+    # Piped output (CI logs, `| less`) gets a table-friendly width instead of rich's 80.
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+@app.command()
+def run(
+    env: str = typer.Option("crafter", help="Game backend: crafter (embedded) or minedojo (extra)."),
+    task: str = typer.Option("make_stone_pickaxe", help="A catalog skill, a long-horizon task, or all_achievements."),
+    episodes: int = typer.Option(1, min=1, help="Episodes to play."),
+    seed: int = typer.Option(0, help="Seed of the first episode; episode i uses seed+i."),
+    max_steps: Optional[int] = typer.Option(None, min=1, help="Step limit per episode (default: the task's)."),
+    planner: str = typer.Option("symbolic", help="symbolic, hf:PATH_OR_ID or openai:BASE_URL."),
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+):
+    """Play episodes of a task and record every skill attempt in the store."""
+    from agent.session import RunSpec, run_episodes
+
+    spec = RunSpec(env=env, task=task, episodes=episodes, seed=seed, max_steps=max_steps,
+                   planner=planner, db=db)
+    results = run_episodes(spec, console=_console())
+    failed = sum(r.error is not None for r in results)
+    raise typer.Exit(1 if failed == len(results) else 0)
+
+
+@app.command()
+def skills(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    game: Optional[str] = typer.Option(None, help="Only this game's skills."),
+    all_: bool = typer.Option(False, "--all", help="Also list skills never attempted."),
+):
+    """What the agent knows: every skill with its attempts and success on each path."""
+    from agent.views import skills_table
+    from memory.store import Store
+
+    store = Store.open(db, create=False)
+    _console().print(skills_table(store.skill_table(game), include_unattempted=all_))
+
+
+@app.command()
+def demo(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    episodes: int = typer.Option(2, min=1, help="Episodes per task."),
+):
+    """A short tour: the agent practises a ladder of tasks, then shows what it knows."""
+    from agent.session import demo as run_demo
+
+    run_demo(db=db, episodes=episodes, console=_console())
+
+
+def main() -> None:
+    try:
+        app()
+    except PeamError as exc:
+        print(f"peam: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

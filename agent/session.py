@@ -1,0 +1,108 @@
+"""Wires a run from validated options: the env, the task, the planner, the store, the runner.
+
+Validation happens before anything is written, in the order a user would mend things:
+env, task, planner, database. Progress is shown with rich progress bars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from envs import make_env
+from envs.errors import ConfigError
+from envs.tasks import resolve_task
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    env: str = "crafter"
+    task: str = "make_stone_pickaxe"
+    episodes: int = 1
+    seed: int = 0
+    max_steps: Optional[int] = None
+    planner: str = "symbolic"
+    db: Optional[str] = None
+    memory: str = "none"
+
+
+def make_planner(spec: str, catalog):
+    """The planner a `--planner` value names (the LLM backends load lazily)."""
+    if spec == "symbolic":
+        from agent.planner import SymbolicPlanner
+
+        return SymbolicPlanner(catalog)
+    if spec.startswith(("hf:", "openai:")):
+        from agent.llm_planner import make_planner as make_llm_planner
+
+        return make_llm_planner(spec, catalog)
+    raise ConfigError(f"unknown planner {spec!r}: use symbolic, hf:PATH_OR_ID or openai:BASE_URL")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
+    """Play `spec.episodes` episodes; returns the runner's results."""
+    from agent.runner import Runner
+    from memory.store import Store
+
+    console = console or Console()
+    env = make_env(spec.env)
+    task = resolve_task(spec.task, env.catalog, spec.max_steps)
+    planner = make_planner(spec.planner, env.catalog)
+    store = store or Store.open(spec.db)
+    store.sync_skills(env.catalog)
+    run_id = store.start_run(env=spec.env, task=task.name, planner=spec.planner,
+                             memory_mode=spec.memory, config=spec.__dict__ | {"db": None})
+    results, status = [], "failed"
+    with _progress(console) as progress:
+        eps = progress.add_task(f"{task.name}: episodes", total=spec.episodes)
+        steps = progress.add_task("steps", total=task.max_steps)
+        runner = Runner(env, planner, store, run_id, on_step=lambda n: progress.advance(steps, n))
+        try:
+            for i in range(spec.episodes):
+                progress.reset(steps, total=task.max_steps)
+                result = runner.run_episode(task, spec.seed + i)
+                results.append(result)
+                progress.advance(eps)
+                mark = "[green]✓" if result.success else "[red]✗"
+                progress.console.print(
+                    f"{mark}[/] seed {result.seed}: {result.steps} steps, "
+                    f"{len(result.unlocked)} achievements{' (died)' if result.died else ''}")
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            store.fail_running_episodes(run_id, f"run {status}")
+            store.finish_run(run_id, status)
+    wins = sum(r.success for r in results)
+    console.print(f"[bold]{task.name}[/]: {wins}/{len(results)} episodes succeeded; "
+                  f"store: {store.url}")
+    return results
+
+
+DEMO_LADDER = ("collect_wood", "place_table", "make_wood_pickaxe", "collect_drink",
+               "collect_stone", "make_stone_pickaxe")
+
+
+def demo(db: str | None = None, episodes: int = 2, console: Console | None = None) -> None:
+    """The main job end to end on a small budget: practise a ladder of skills, then show the
+    skill memory the store now holds."""
+    from agent.views import skills_table
+    from memory.store import Store
+
+    console = console or Console()
+    store = Store.open(db)
+    console.rule("[bold]peam demo: the slow agent practises")
+    for i, task in enumerate(DEMO_LADDER):
+        run_episodes(RunSpec(task=task, episodes=episodes, seed=100 * i), console, store=store)
+    console.rule("[bold]what the agent knows (`peam skills`)")
+    console.print(skills_table(store.skill_table("crafter")))
+    console.print(f"Data: {store.url}. Next: `peam skills`, `peam run --task make_iron_pickaxe`.")

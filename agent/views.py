@@ -1,0 +1,28 @@
+"""Rich renderings of store rows for the terminal."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def _pct(rate: float | None) -> str:
+    return "—" if rate is None else f"{100 * rate:.0f}%"
+
+
+def skills_table(rows, include_unattempted: bool = False) -> Table:
+    table = Table(title="skills", header_style="bold")
+    for col, justify in [("skill", "left"), ("category", "left"), ("status", "left"),
+                         ("tries", "right"), ("success", "right"), ("slow", "right"),
+                         ("fast", "right"), ("steps", "right"), ("last used", "left")]:
+        table.add_column(col, justify=justify, no_wrap=True)
+    for r in rows:
+        if not r.attempts and not include_unattempted:
+            continue
+        table.add_row(
+            r.name, r.category, r.status, str(r.attempts), _pct(r.success_rate),
+            _pct(r.slow_success_rate), _pct(r.fast_success_rate),
+            "—" if r.mean_steps is None else f"{r.mean_steps:.0f}",
+            r.last_used_at.strftime("%m-%d %H:%M") if r.last_used_at else "—")
+    if not table.row_count:
+        table.caption = "no skill attempted yet: run `peam run` or `peam demo`"
+    return table

@@ -1,0 +1,64 @@
+"""The Crafter backend honours the Env contract and shows exactly the on-screen window."""
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from envs import make_env
+from envs.base import Observation
+from envs.errors import UnknownEnvError
+from envs.gym_adapter import GymnasiumEnv
+
+
+@pytest.fixture(scope="module")
+def env():
+    return make_env("crafter", length=200)
+
+
+def test_gymnasium_checker_accepts_the_crafter_backend(env):
+    check_env(GymnasiumEnv(env), skip_render_check=True)
+
+
+def test_same_seed_same_world(env):
+    a, _ = env.reset(seed=7)
+    b, _ = env.reset(seed=7)
+    c, _ = env.reset(seed=8)
+    assert np.array_equal(a.local_view, b.local_view) and np.array_equal(a.rgb, b.rgb)
+    assert not np.array_equal(a.rgb, c.rgb)
+
+
+def test_local_view_is_the_9x7_window_around_the_player(env):
+    obs, _ = env.reset(seed=3)
+    assert obs.local_view.shape == (9, 7)
+    assert env.cell_names[obs.local_view[obs.center]] == "player"
+    # Compare with the game's full semantic map (the test may look; agents may not).
+    game = env._game
+    sem = game._sem_view()
+    x, y = game._player.pos
+    window = sem[x - 4:x + 5, y - 3:y + 4]
+    names = {i: n for n, i in game._world._mat_ids.items() if n}
+    for (i, j), cell in np.ndenumerate(window):
+        if cell in names:
+            assert env.cell_names[obs.local_view[i, j]] == names[cell]
+
+
+def test_observation_holds_plain_data_only(env):
+    """No handle on the engine travels with an observation."""
+    obs, _ = env.reset(seed=1)
+    obs = env.step(0).observation
+    assert isinstance(obs, Observation)
+    for value in (obs.rgb, obs.local_view):
+        assert isinstance(value, np.ndarray)
+    assert all(isinstance(k, str) and isinstance(v, int) for k, v in obs.inventory.items())
+    assert obs.extras == {}
+
+
+def test_step_info_carries_achievement_counters_not_the_map(env):
+    env.reset(seed=1)
+    info = env.step(0).info
+    assert set(info) == {"achievements", "inventory"}
+
+
+def test_unknown_env_is_a_clear_error():
+    with pytest.raises(UnknownEnvError, match="choose one of"):
+        make_env("tetris")
