@@ -36,12 +36,23 @@ def run(
     max_steps: Optional[int] = typer.Option(None, min=1, help="Step limit per episode (default: the task's)."),
     planner: str = typer.Option("symbolic", help="symbolic, hf:PATH_OR_ID or openai:BASE_URL."),
     db: Optional[str] = typer.Option(None, help=DB_HELP),
+    llm_model: Optional[str] = typer.Option(None, help="openai: model name (else $PEAM_LLM_MODEL)."),
+    llm_temperature: float = typer.Option(0.0, help="LLM sampling temperature (0 = greedy)."),
+    llm_max_new_tokens: int = typer.Option(128, help="LLM answer length limit."),
+    llm_device: str = typer.Option("cpu", help="hf: torch device (cpu, cuda)."),
+    llm_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
 ):
     """Play episodes of a task and record every skill attempt in the store."""
     from agent.session import RunSpec, run_episodes
 
+    llm = None
+    if planner != "symbolic":
+        from agent.llm_planner import LLMOptions
+
+        llm = LLMOptions(model=llm_model, temperature=llm_temperature,
+                         max_new_tokens=llm_max_new_tokens, device=llm_device, timeout_s=llm_timeout)
     spec = RunSpec(env=env, task=task, episodes=episodes, seed=seed, max_steps=max_steps,
-                   planner=planner, db=db)
+                   planner=planner, db=db, llm=llm)
     results = run_episodes(spec, console=_console())
     failed = sum(r.error is not None for r in results)
     raise typer.Exit(1 if failed == len(results) else 0)

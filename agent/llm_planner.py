@@ -197,7 +197,7 @@ class OpenAIPlanner(LLMPlanner):
         self.model = options.model or os.environ.get("PEAM_LLM_MODEL")
         if not self.model:
             raise ConfigError("the openai planner needs a model name: set PEAM_LLM_MODEL "
-                              "(e.g. PEAM_LLM_MODEL=qwen2.5:7b) or LLMOptions.model")
+                              "(e.g. PEAM_LLM_MODEL=qwen2.5:7b) or pass --llm-model")
         key = options.api_key or os.environ.get("OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(timeout=options.timeout_s, headers=headers)

@@ -27,9 +27,10 @@ class RunSpec:
     planner: str = "symbolic"
     db: Optional[str] = None
     memory: str = "none"
+    llm: object = None  # agent.llm_planner.LLMOptions for hf:/openai: planners
 
 
-def make_planner(spec: str, catalog):
+def make_planner(spec: str, catalog, options=None):
     """The planner a `--planner` value names (the LLM backends load lazily)."""
     if spec == "symbolic":
         from agent.planner import SymbolicPlanner
@@ -38,7 +39,7 @@ def make_planner(spec: str, catalog):
     if spec.startswith(("hf:", "openai:")):
         from agent.llm_planner import make_planner as make_llm_planner
 
-        return make_llm_planner(spec, catalog)
+        return make_llm_planner(spec, catalog, options=options)
     raise ConfigError(f"unknown planner {spec!r}: use symbolic, hf:PATH_OR_ID or openai:BASE_URL")
 
 
@@ -55,11 +56,11 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     console = console or Console()
     env = make_env(spec.env)
     task = resolve_task(spec.task, env.catalog, spec.max_steps)
-    planner = make_planner(spec.planner, env.catalog)
+    planner = make_planner(spec.planner, env.catalog, spec.llm)
     store = store or Store.open(spec.db)
     store.sync_skills(env.catalog)
     run_id = store.start_run(env=spec.env, task=task.name, planner=spec.planner,
-                             memory_mode=spec.memory, config=spec.__dict__ | {"db": None})
+                             memory_mode=spec.memory, config=spec.__dict__ | {"db": None, "llm": repr(spec.llm)})
     results, status = [], "failed"
     with _progress(console) as progress:
         eps = progress.add_task(f"{task.name}: episodes", total=spec.episodes)
