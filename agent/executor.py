@@ -127,10 +127,11 @@ class DeliberateExecutor:
     # -- sleeping in a shelter ----------------------------------------------------------------
 
     def _sleep(self, obs: Observation) -> str:
-        if obs.inventory.get("energy", 0) >= self.catalog.items["energy"]["max"]:
-            return "noop"
+        """Rest behind walls: seal a pocket, dig one into rock, or walk towards rock first.
+        Asleep, a zombie hits for 7, so the open is only for a quiet day or no energy left."""
+        tired = obs.inventory.get("energy", 0) < self.catalog.items["energy"]["max"]
         if self._enclosed(self.memory.pos):
-            return "sleep"
+            return "sleep" if tired else "noop"  # a full bar cannot sleep; waiting still heals
         if obs.inventory.get("stone", 0) >= 1:
             seal = self._seal()
             if seal:
@@ -139,9 +140,17 @@ class DeliberateExecutor:
             step = self._dig_shelter(obs)
             if step:
                 return step
-        # No way to wall ourselves in: sleep when nothing hostile is in sight.
-        hostile = any(self.cell_names[v] in ("zombie", "skeleton") for v in self.memory.creatures.values())
-        return self._explore(obs, None) if hostile else "sleep"
+        hostile = self._hostile_near(6)
+        quiet_day = obs.daylight > 0.8 and not hostile
+        if tired and (quiet_day or obs.inventory.get("energy", 0) == 0) and not self._hostile_near(3):
+            return "sleep"
+        return self._explore(obs, None, toward_rock=True)
+
+    def _hostile_near(self, radius: int) -> bool:
+        x, y = self.memory.pos
+        return any(self.cell_names[v] in ("zombie", "skeleton", "arrow")
+                   and abs(c[0] - x) + abs(c[1] - y) <= radius
+                   for c, v in self.memory.creatures.items())
 
     def _enclosed(self, cell: nav.Cell, limit: int = 6) -> bool:
         """No zombie can reach `cell`: the walkable region around it is small and walled."""
@@ -210,18 +219,30 @@ class DeliberateExecutor:
 
     def _walk(self, obs: Observation, key, goal, replan_every: int = 12) -> str | None:
         mem = self.memory
+        # Monsters move: replan often while one is in sight so paths keep clear of them.
+        if self._hostile_near(6):
+            replan_every = min(replan_every, 2)
         valid = (self._path is not None and self._path_key == key and mem.pos in self._path
                  and self._path_age < replan_every)
         if valid:
             self._path = self._path[self._path.index(mem.pos):]
             self._path_age += 1
         else:
-            self._path = nav.search(mem, nav.step_costs(mem, obs.inventory), goal)
+            self._path = nav.search(mem, nav.step_costs(mem, obs.inventory), goal,
+                                    danger=self._danger(obs, key))
             self._path_key, self._path_age = key, 0
         if not self._path or len(self._path) < 2:
             self._path = None
             return None
         return self._follow(self._path)
+
+    def _danger(self, obs: Observation, key) -> dict[nav.Cell, float]:
+        """Cells near monsters cost extra, except near the one we hunt with health to spare."""
+        hostile = {self.memory.ids[k] for k in ("zombie", "skeleton", "arrow") if k in self.memory.ids}
+        hunted = {"defeat_zombie": "zombie", "defeat_skeleton": "skeleton"}.get(key[1]) if key[0] == "use" else None
+        if hunted and obs.inventory.get("health", 0) > 5:
+            hostile.discard(self.memory.ids[hunted])
+        return nav.danger_map(self.memory, hostile)
 
     def _follow(self, path: list[nav.Cell]) -> str:
         mem = self.memory
@@ -231,10 +252,10 @@ class DeliberateExecutor:
             return MOVES[d]
         return self._face_and(d, "do")  # something to dig through first
 
-    def _explore(self, obs: Observation, skill: Skill | None) -> str:
+    def _explore(self, obs: Observation, skill: Skill | None, toward_rock: bool = False) -> str:
         mem = self.memory
         prefer: set[int] = set()
-        if skill is not None and skill.requires and any(t in MOUNTAIN for t in skill.target):
+        if toward_rock or skill is not None and skill.requires and any(t in MOUNTAIN for t in skill.target):
             prefer = {mem.ids[k] for k in MOUNTAIN}
         if skill is not None and skill.name == "defeat_skeleton":
             prefer = {mem.ids["path"]}

@@ -33,10 +33,13 @@ def step_costs(mem: WorldMemory, inventory: dict[str, int], may_dig: bool = True
 
 
 def search(mem: WorldMemory, costs: dict[int, float], is_goal: Callable[[Cell], float | None],
-           max_nodes: int = 6000, slack: float = 0.0) -> list[Cell] | None:
+           max_nodes: int = 6000, slack: float = 0.0,
+           danger: dict[Cell, float] | None = None) -> list[Cell] | None:
     """Cheapest path from the agent to a goal cell. `is_goal(cell)` returns None for a
     non-goal, or a bonus subtracted from that goal's cost; with `slack` > 0 the search goes
-    on that much further to find a goal whose bonus makes it better."""
+    on that much further to find a goal whose bonus makes it better. `danger` adds a cost to
+    entering cells a monster can reach (see `danger_map`)."""
+    danger = danger or {}
     start = mem.pos
     blocked = {c for c, v in mem.creatures.items()}
     dist = {start: 0.0}
@@ -69,7 +72,7 @@ def search(mem: WorldMemory, costs: dict[int, float], is_goal: Callable[[Cell], 
             step = costs.get(int(static[nxt]))
             if step is None or nxt in blocked:
                 continue
-            nd = d + step
+            nd = d + step + danger.get(nxt, 0.0)
             if nd < dist.get(nxt, np.inf):
                 dist[nxt] = nd
                 parent[nxt] = cell
@@ -80,6 +83,31 @@ def search(mem: WorldMemory, costs: dict[int, float], is_goal: Callable[[Cell], 
     while path[-1] != start:
         path.append(parent[path[-1]])
     return path[::-1]
+
+
+def danger_map(mem: WorldMemory, hostile: set[int], weight: float = 1.0) -> dict[Cell, float]:
+    """Extra cost of cells near monsters in sight: a zombie hits whoever stands next to it and
+    walks one cell a step, and a skeleton shoots along its row and column up to 4 cells."""
+    zombie, skeleton, arrow = mem.ids.get("zombie"), mem.ids.get("skeleton"), mem.ids.get("arrow")
+    out: dict[Cell, float] = {}
+    for (x, y), kind in mem.creatures.items():
+        if kind not in hostile:
+            continue
+        if kind == zombie:
+            for dx in range(-2, 3):
+                for dy in range(-2, 3):
+                    reach = abs(dx) + abs(dy)
+                    if reach <= 2:
+                        cell = (x + dx, y + dy)
+                        out[cell] = out.get(cell, 0.0) + weight * (8.0 if reach <= 1 else 3.0)
+        elif kind in (skeleton, arrow):  # an arrow flies on along its line; we cannot see which way
+            for dx, dy in NEIGHBOURS:
+                for k in range(0 if kind == arrow else 1, 5):
+                    cell = (x + k * dx, y + k * dy)
+                    if mem.name_at(cell) not in ("path", "grass", "sand"):
+                        break
+                    out[cell] = out.get(cell, 0.0) + weight * 4.0
+    return out
 
 
 def adjacent_to(mem: WorldMemory, targets: set[Cell]) -> Callable[[Cell], float | None]:

@@ -52,7 +52,7 @@ class Planner(Protocol):
 # Vitals below these levels pre-empt the task. Crafter drains food every ~25 steps, drink
 # every ~20 and energy every ~30; health is lost once any of them reaches zero.
 SURVIVAL_LEVELS = {"drink": 4, "food": 4, "energy": 3}
-LOW_HEALTH = 4
+LOW_HEALTH = 5  # rest before two more zombie hits or arrows can kill
 NIGHT = 0.35  # daylight under which the screen is dark and zombies spawn on grass
 
 
@@ -75,19 +75,21 @@ class SymbolicPlanner:
 
     def urgent(self, ctx: PlanContext) -> Subgoal | None:
         """The survival need that cannot wait, lowest vital first."""
-        needs = [(ctx.inventory.get(v, 0), v) for v, level in SURVIVAL_LEVELS.items()
+        levels = {v: n for v, n in SURVIVAL_LEVELS.items()
+                  if v in self.catalog.vitals and self.catalog.producers(v)}  # this game's vitals
+        needs = [(ctx.inventory.get(v, 0), v) for v, level in levels.items()
                  if ctx.inventory.get(v, 0) < level]
         energy = ctx.inventory.get("energy", 0)
-        if not needs and ctx.inventory.get("health", 9) < LOW_HEALTH:
+        if not needs and "energy" in levels and ctx.inventory.get("health", 9) < LOW_HEALTH:
             # Health only comes back with time; asleep it comes back twice as fast, and
             # behind walls nothing hurts us meanwhile.
             return Subgoal(self._producer("energy", ctx).name, "health is low: rest in a shelter")
-        if not needs and ctx.daylight < NIGHT and energy < self.catalog.items.get("energy", {}).get("max", 9):
+        if not needs and "energy" in levels and ctx.daylight < NIGHT and energy < self.catalog.items.get("energy", {}).get("max", 9):
             needs = [(energy, "energy")]  # nights are for sleeping behind stone walls
         if not needs and ctx.previous:
             # Keep drinking (eating) once started until nearly full: one sip per trip wastes
             # the walk to the water.
-            for vital in SURVIVAL_LEVELS:
+            for vital in levels:
                 maximum = self.catalog.items.get(vital, {}).get("max", 9)
                 if ctx.previous == self._producer(vital, ctx).name and ctx.inventory.get(vital, 0) < maximum - 1:
                     needs = [(ctx.inventory.get(vital, 0), vital)]
@@ -114,6 +116,8 @@ class SymbolicPlanner:
             # shelter and better tools make them safer later.
             skill = self.catalog[name]
             risk = 8 if skill.category == "combat" or skill.after else 0
+            if "sword" in name:  # a sword makes every later fight shorter and cheaper in health
+                risk -= 4
             return (len(self.chain(name, ctx)) + risk + 6 * ctx.failures.get(name, 0)
                     - 2 * enables.get(name, 0))
 
