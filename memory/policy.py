@@ -1,0 +1,165 @@
+"""The fast policy: a small transformer over what the player sees, conditioned on the subgoal.
+
+Read top to bottom, as data flows (nanoGPT's `model.py`): the config, the subgoal tokenizer,
+the trunk's blocks, then the policy that embeds every input as tokens and reads two heads off a
+summary token. The attention and MLP projections are plain `nn.Linear`s named `attn.qkv`,
+`attn.proj`, `mlp.fc`, `mlp.proj`, the default LoRA targets (`memory/lora.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from envs.errors import ConfigError
+
+
+@dataclass
+class PolicyConfig:
+    d_model: int = 128
+    n_layers: int = 3
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    view_shape: tuple[int, int] = (9, 7)  # Crafter's local view, agent-visible
+    use_image: bool = False  # a small CNN over the rgb frame; off by default, for speed
+    image_size: int = 64
+    max_subgoal_words: int = 4
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ConfigError(f"unknown device {name!r}; use cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+class SubgoalTokenizer:
+    """Words of skill names ("collect_wood" -> "collect", "wood"); deterministic, built once."""
+
+    PAD, UNK = 0, 1
+
+    def __init__(self, skill_names: list[str], max_words: int):
+        words = sorted({w for name in skill_names for w in name.lower().split("_") if w})
+        self.vocab = {w: i + 2 for i, w in enumerate(words)}
+        self.max_words = max_words
+
+    def __len__(self) -> int:
+        return len(self.vocab) + 2
+
+    def encode(self, skill_names: list[str]) -> torch.Tensor:
+        rows = [[self.vocab.get(w, self.UNK) for w in n.lower().split("_") if w][: self.max_words] for n in skill_names]
+        return torch.tensor([r + [self.PAD] * (self.max_words - len(r)) for r in rows], dtype=torch.long)  # (B, W)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.n_heads, self.dropout = cfg.n_heads, cfg.dropout
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).unbind(2)  # 3 × (B, T, H, hd)
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, H, T, hd)
+        mask = keep[:, None, None, :]  # (B, 1, 1, T): padding words are not attended to
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))  # (B, T, d)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block (GPT-2)."""
+
+    def __init__(self, cfg: PolicyConfig):
+        super().__init__()
+        self.ln_1, self.attn = nn.LayerNorm(cfg.d_model), SelfAttention(cfg)
+        self.ln_2, self.mlp = nn.LayerNorm(cfg.d_model), MLP(cfg)
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), keep)
+        return x + self.mlp(self.ln_2(x))
+
+
+class ImageEncoder(nn.Module):
+    """A small CNN: the (B, S, S, 3) uint8 frame -> 4 tokens (a 2×2 grid of features)."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(3, 16, 5, stride=4, padding=2), nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+        )
+        self.to_tokens = nn.Linear(32, d_model)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).float() / 255.0  # (B, 3, S, S)
+        return self.to_tokens(self.conv(x).flatten(2).transpose(1, 2))  # (B, 4, d)
+
+
+class Policy(nn.Module):
+    """Tokens: [summary, inventory, facing, 63 view cells, (4 image), subgoal words].
+    Heads on the summary token: action logits and the "subgoal done" logit."""
+
+    def __init__(self, cfg: PolicyConfig, n_cells: int, n_items: int, n_actions: int, skill_names: list[str]):
+        super().__init__()
+        self.config, self.n_items = cfg, n_items
+        self.tokenizer = SubgoalTokenizer(skill_names, cfg.max_subgoal_words)
+        d, (w, h) = cfg.d_model, cfg.view_shape
+        self.summary = nn.Parameter(torch.zeros(1, 1, d))
+        self.cell_emb = nn.Embedding(n_cells, d)
+        self.pos_x, self.pos_y = nn.Parameter(torch.zeros(w, 1, d)), nn.Parameter(torch.zeros(1, h, d))  # 2D position
+        self.inventory_in = nn.Linear(n_items, d)
+        self.facing_in = nn.Linear(2, d)
+        self.word_emb = nn.Embedding(len(self.tokenizer), d)
+        self.word_pos = nn.Parameter(torch.zeros(cfg.max_subgoal_words, d))
+        self.image = ImageEncoder(d) if cfg.use_image else None
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(d)
+        self.action_head = nn.Linear(d, n_actions)
+        self.done_head = nn.Linear(d, 1)
+        for p in (self.summary, self.pos_x, self.pos_y, self.word_pos):
+            nn.init.normal_(p, std=0.02)
+
+    def forward(self, view, inventory, facing, subgoal, image=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """view (B, W, H) long; inventory (B, n_items); facing (B, 2); subgoal (B, words) long
+        from `tokenizer.encode`; image (B, S, S, 3) uint8 when `use_image`."""
+        b = view.shape[0]
+        cells = (self.cell_emb(view.long()) + self.pos_x + self.pos_y).flatten(1, 2)  # (B, W*H, d)
+        status = torch.stack([self.inventory_in(inventory.float()), self.facing_in(facing.float())], 1)  # (B, 2, d)
+        words = self.word_emb(subgoal) + self.word_pos  # (B, words, d)
+        parts = [self.summary.expand(b, -1, -1), status, cells]
+        if self.image is not None:
+            parts.append(self.image(image))  # (B, 4, d)
+        x = torch.cat(parts + [words], dim=1)  # (B, T, d)
+        n_fixed = x.shape[1] - words.shape[1]
+        keep = torch.cat([torch.ones(b, n_fixed, dtype=torch.bool, device=x.device), subgoal != 0], 1)  # (B, T)
+        for block in self.blocks:
+            x = block(x, keep)
+        z = self.ln_f(x[:, 0])  # (B, d) the summary token
+        return self.action_head(z), self.done_head(z).squeeze(-1)  # (B, n_actions), (B,)
+
+
+def build_policy(config: PolicyConfig, n_cells: int, n_items: int, n_actions: int, skill_names: list[str]) -> Policy:
+    return Policy(config, n_cells, n_items, n_actions, skill_names).to(resolve_device(config.device))
