@@ -83,6 +83,26 @@ def demo(
     run_demo(db=db, episodes=episodes, console=_console())
 
 
+@app.command()
+def dashboard(
+    host: str = typer.Option("127.0.0.1", help="Address to bind; beyond loopback needs $PEAM_DASHBOARD_TOKEN."),
+    port: int = typer.Option(8765, min=1, max=65535, help="Port to listen on."),
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+):
+    """Serve the web dashboard: skills, experts, consolidation jobs and runs, plus a JSON API."""
+    import os
+
+    from agent.dashboard.app import check_bind, create_app
+    from memory.store import Store
+
+    token = os.environ.get("PEAM_DASHBOARD_TOKEN") or None
+    check_bind(host, token)
+    store = Store.open(db, create=False)
+    import uvicorn
+
+    uvicorn.run(create_app(store, token=token, read_only_bind=False), host=host, port=port)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,1 @@
+"""The web dashboard: server-rendered pages and a JSON API over the store (`peam dashboard`)."""

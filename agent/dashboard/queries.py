@@ -1,0 +1,170 @@
+"""Read-side queries of the dashboard: store rows in, API models out. Nothing here writes,
+except `queue_job`, the one mutation the dashboard offers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+
+from sqlalchemy import case, func, select
+
+from agent.dashboard.schemas import (EpisodeOut, ExpertOut, JobOut, JobRequest, RunOut,
+                                     SegmentOut, SkillDetailOut, SkillOut, SuccessPoint)
+from memory.store import Episode, Expert, Job, Run, Segment, Skill, SkillRow, Store
+from memory.tables import utcnow
+
+RECENT = 50  # segments and episodes shown on a skill's page
+MAX_POINTS = 2000  # attempts plotted on a skill's success chart
+
+
+class NotFound(LookupError):
+    """A name or id the store does not hold: the API answers 404."""
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    return (end - start).total_seconds() if start and end else None
+
+
+def fast_share(fast: int, slow: int) -> float | None:
+    return fast / (fast + slow) if fast + slow else None
+
+
+def skills(store: Store, *, category: str | None, sort: str, order: str, limit: int,
+           offset: int) -> list[SkillOut]:
+    rows = [r for r in store.skill_table() if category is None or r.category == category]
+    present = [r for r in rows if getattr(r, sort) is not None]
+    missing = [r for r in rows if getattr(r, sort) is None]  # unattempted: always last
+    present.sort(key=lambda r: (getattr(r, sort), r.name), reverse=order == "desc")
+    return [SkillOut(**asdict(r)) for r in (present + missing)[offset:offset + limit]]
+
+
+def categories(store: Store) -> list[str]:
+    with store.session() as s:
+        return list(s.scalars(select(Skill.category).distinct().order_by(Skill.category)))
+
+
+def _episode(e: Episode) -> EpisodeOut:
+    return EpisodeOut(id=e.id, run_id=e.run_id, env=e.env, task=e.task, seed=e.seed,
+                      status=e.status, steps=e.steps, reward=e.reward, error=e.error,
+                      planner_calls=e.planner_calls, fast_steps=e.fast_steps,
+                      slow_steps=e.slow_steps, fast_share=fast_share(e.fast_steps, e.slow_steps),
+                      started_at=e.started_at, finished_at=e.finished_at)
+
+
+def _segment(g: Segment) -> SegmentOut:
+    return SegmentOut.model_validate(g, from_attributes=True)
+
+
+def skill_detail(store: Store, name: str, game: str | None = None) -> SkillDetailOut:
+    query = select(Skill).where(Skill.name == name).order_by(Skill.game)
+    if game is not None:
+        query = query.where(Skill.game == game)
+    with store.session() as s:
+        skill = s.scalars(query.limit(1)).first()
+        if skill is None:
+            raise NotFound(f"no skill {name!r}")
+        of_skill = (select(Segment).join(Episode, Episode.id == Segment.episode_id)
+                    .where(Segment.skill == name, Episode.env == skill.game))
+        history = s.execute(of_skill.with_only_columns(Segment.path, Segment.outcome,
+                                                       Segment.created_at)
+                            .order_by(Segment.id).limit(MAX_POINTS)).all()
+        recent = s.scalars(of_skill.order_by(Segment.id.desc()).limit(RECENT)).all()
+        episode_ids = select(Segment.episode_id).where(Segment.skill == name).distinct()
+        episodes = s.scalars(select(Episode).where(Episode.id.in_(episode_ids),
+                                                   Episode.env == skill.game)
+                             .order_by(Episode.id.desc()).limit(RECENT)).all()
+        return SkillDetailOut(skill=SkillOut(**asdict(SkillRow.of(skill))),
+                              success_over_time=_running_rates(history),
+                              recent_segments=[_segment(g) for g in recent],
+                              recent_episodes=[_episode(e) for e in episodes])
+
+
+def _running_rates(history) -> list[SuccessPoint]:
+    """The running success rate of each path after every attempt, in commit order."""
+    tried: dict[str, int] = {}
+    won: dict[str, int] = {}
+    points = []
+    for path, outcome, at in history:
+        tried[path] = tried.get(path, 0) + 1
+        won[path] = won.get(path, 0) + (outcome == "success")
+        points.append(SuccessPoint(attempt=tried[path], path=path,
+                                   success_rate=won[path] / tried[path], at=at))
+    return points
+
+
+def experts(store: Store, *, limit: int, offset: int) -> list[ExpertOut]:
+    with store.session() as s:
+        rows = s.scalars(select(Expert).order_by(Expert.id.desc()).limit(limit).offset(offset))
+        return [ExpertOut.model_validate(x, from_attributes=True) for x in rows]
+
+
+def _job(j: Job) -> JobOut:
+    return JobOut(id=j.id, game=j.game, skill=j.skill, category=j.category, reason=j.reason,
+                  status=j.status, worker=j.worker, attempts=j.attempts, error=j.error,
+                  expert_id=j.expert_id, created_at=j.created_at, started_at=j.started_at,
+                  finished_at=j.finished_at, wait_s=_seconds(j.created_at, j.started_at),
+                  duration_s=_seconds(j.started_at, j.finished_at))
+
+
+def jobs(store: Store, *, limit: int, offset: int) -> list[JobOut]:
+    with store.session() as s:
+        rows = s.scalars(select(Job).order_by(Job.id.desc()).limit(limit).offset(offset))
+        return [_job(j) for j in rows]
+
+
+def queue_job(store: Store, request: JobRequest) -> JobOut:
+    """Insert a queued consolidation job for a known skill or category (NotFound otherwise)."""
+    column = Skill.name if request.skill is not None else Skill.category
+    target = request.skill if request.skill is not None else request.category
+    with store.session() as s:
+        known = s.scalar(select(func.count()).where(Skill.game == request.game, column == target))
+        if not known:
+            kind = "skill" if request.skill is not None else "category"
+            raise NotFound(f"no {kind} {target!r} in game {request.game!r}")
+        job = Job(game=request.game, skill=request.skill, category=request.category,
+                  reason="dashboard", status="queued", created_at=utcnow())
+        s.add(job)
+        s.flush()
+        return _job(job)
+
+
+def runs(store: Store, *, limit: int, offset: int) -> list[RunOut]:
+    won = func.sum(case((Episode.status == "success", 1), else_=0))
+    totals = (select(Episode.run_id, func.count().label("n"), won.label("won"),
+                     func.sum(Episode.fast_steps).label("fast"),
+                     func.sum(Episode.slow_steps).label("slow"))
+              .group_by(Episode.run_id).subquery())
+    query = (select(Run, totals.c.n, totals.c.won, totals.c.fast, totals.c.slow)
+             .outerjoin(totals, totals.c.run_id == Run.id)
+             .order_by(Run.id.desc()).limit(limit).offset(offset))
+    with store.session() as s:
+        out = []
+        for run, n, n_won, fast, slow in s.execute(query):
+            fast, slow = int(fast or 0), int(slow or 0)
+            out.append(RunOut(id=run.id, env=run.env, task=run.task, planner=run.planner,
+                              memory_mode=run.memory_mode, status=run.status,
+                              started_at=run.started_at, finished_at=run.finished_at,
+                              episodes=n or 0, successes=int(n_won or 0), fast_steps=fast,
+                              slow_steps=slow, fast_share=fast_share(fast, slow)))
+        return out
+
+
+def episodes(store: Store, *, run_id: int | None, limit: int, offset: int) -> list[EpisodeOut]:
+    query = select(Episode).order_by(Episode.id.desc()).limit(limit).offset(offset)
+    if run_id is not None:
+        query = query.where(Episode.run_id == run_id)
+    with store.session() as s:
+        return [_episode(e) for e in s.scalars(query)]
+
+
+def episode(store: Store, episode_id: int) -> EpisodeOut:
+    with store.session() as s:
+        row = s.get(Episode, episode_id)
+        if row is None:
+            raise NotFound(f"no episode {episode_id}")
+        return _episode(row)
+
+
+def run_exists(store: Store, run_id: int) -> bool:
+    with store.session() as s:
+        return s.get(Run, run_id) is not None
