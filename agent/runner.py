@@ -100,13 +100,14 @@ class Runner:
         calls = 0
         while state.steps < task.max_steps and not state.over:
             plan = self._plan(task, state)
-            calls += plan.calls if not isinstance(self.planner, SymbolicPlanner) else 1
+            plan_calls = plan.calls if not isinstance(self.planner, SymbolicPlanner) else 1
+            calls += plan_calls
             if not plan.subgoals:
                 if not task.open_ended:
                     break
                 plan = Plan([_idle_subgoal(self.catalog, state)])
             skill = self.catalog[plan.subgoals[0].skill]
-            outcome, record = self._segment(task, skill, state, plan.calls)
+            outcome, record = self._segment(task, skill, state, plan_calls)
             state.outcomes.append((skill.name, outcome))
             if outcome != "success":
                 state.failures[skill.name] = state.failures.get(skill.name, 0) + 1
