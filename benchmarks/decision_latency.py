@@ -9,16 +9,17 @@ expert injected), for the same states. Appends a table to benchmarks/RESULTS.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import parse_args, record  # noqa: E402
 
 
 @dataclass
@@ -27,12 +28,6 @@ class Args:
     seed: int = 2000
     results: str = "benchmarks/RESULTS.md"
 
-
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
-    return Args(**vars(parser.parse_args()))
 
 
 def main() -> None:
@@ -46,7 +41,7 @@ def main() -> None:
     from memory.lora import LoraConfig
     from memory.policy import PolicyConfig, build_policy
 
-    args = parse_args()
+    args = parse_args(Args, __doc__.splitlines()[0])
     torch.set_num_threads(1)
     env = make_env("crafter")
     runner = Runner(env)
@@ -98,9 +93,7 @@ def main() -> None:
         f"| fast: policy forward with its category expert (batch 1) | {ms(fast):.3f} | "
         f"{1000 * statistics.quantiles(fast, n=10)[-1]:.3f} |",
         "", f"Slow / fast = {ms(slow) / ms(fast):.2f}×.", ""])
-    print(text)
-    with open(args.results, "a") as fh:
-        fh.write("\n" + text)
+    record(args.results, text)
 
 
 if __name__ == "__main__":

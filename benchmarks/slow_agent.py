@@ -10,17 +10,18 @@ benchmarks/RESULTS.md with the command, the machine and the date.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import parse_args, record  # noqa: E402
 
 
 @dataclass
@@ -31,12 +32,6 @@ class Args:
     jobs: int = 2
     results: str = "benchmarks/RESULTS.md"
 
-
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
-    return Args(**vars(parser.parse_args()))
 
 
 def play(seed: int, steps: int) -> dict:
@@ -56,7 +51,7 @@ def crafter_score(rates_percent: list[float]) -> float:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(Args, __doc__.splitlines()[0])
     from envs.crafter import game_data
 
     achievements = list(game_data()["achievements"])
@@ -91,9 +86,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    with open(args.results, "a") as fh:
-        fh.write("\n" + text)
+    record(args.results, text)
 
 
 if __name__ == "__main__":
