@@ -103,6 +103,59 @@ def dashboard(
     uvicorn.run(create_app(store, token=token, read_only_bind=False), host=host, port=port)
 
 
+@app.command("train-base")
+def train_base(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    epochs: int = typer.Option(3, min=1, help="Passes over the slow-path data (early stopping may end sooner)."),
+    batch_size: int = typer.Option(64, min=1, help="Steps per gradient step."),
+    lr: float = typer.Option(3e-4, min=0.0, help="AdamW learning rate of the base."),
+    device: str = typer.Option("auto", help="auto (cuda when visible, else cpu), cpu or cuda."),
+    out: Optional[str] = typer.Option(None, help="Output directory (default: $PEAM_HOME/models)."),
+    experts: bool = typer.Option(True, "--experts/--no-experts", help="Also train one LoRA expert per skill category."),
+    game: str = typer.Option("crafter", help="Whose segments to learn from."),
+):
+    """Behavioural cloning: fit the fast policy on the slow path's successful segments, then one
+    category expert each over the frozen base; experts are registered as candidates."""
+    import os
+    from pathlib import Path
+
+    from envs.errors import ConfigError
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    from consolidation.base_training import train_base as fit_base
+    from consolidation.base_training import train_category_experts
+    from memory.db import DEFAULT_HOME
+    from memory.store import Store
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    out_dir = Path(out) if out else Path(os.environ.get("PEAM_HOME") or DEFAULT_HOME) / "models"
+    console = _console()
+    store = Store.open(db, create=False)
+    base = fit_base(store, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                    out_dir=out_dir, game=game, console=console,
+                    progress=console.is_terminal)
+    acc = base["val_accuracy"]
+    console.print(f"base: {base['samples']} steps from {base['segments']} segments, "
+                  f"{base['epochs_run']} epoch(s), val loss {_num(base['val_loss'])}, "
+                  f"val action accuracy {_num(acc)} -> {base['path']}")
+    if experts:
+        for category, m in train_category_experts(store, out_dir=out_dir, epochs=epochs,
+                                                  batch_size=batch_size, device=device,
+                                                  console=console,
+                                                  progress=console.is_terminal).items():
+            console.print(f"expert {category}: {m['segments']} segments, val accuracy "
+                          f"{_num(m['base_val_accuracy'])} (base) -> {_num(m['val_accuracy'])}, "
+                          f"registered #{m['expert_id']} (candidate) -> {m['path']}")
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,106 @@
+"""Behavioural-cloning data: the store's successful slow-path segments as tensors.
+
+One sample per step: what the player saw (view, inventory, facing), the subgoal it pursued
+(as the policy tokenizer's word ids), the action the slow path took, and `done` = 1 on the
+step that completed the subgoal (the last step of a successful segment). The validation split
+is by segment, never by step, so no segment leaks half into each side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from memory import columns as C
+
+
+@dataclass
+class Split:
+    train: torch.Tensor  # (N_train,) sample indices
+    val: torch.Tensor  # (N_val,) sample indices; empty when the data holds a single segment
+
+
+class SegmentDataset:
+    """Tensors over the steps of successful slow-path segments, in commit order.
+
+    view (N, W, H) long; inventory (N, n_items) float; facing (N, 2) float; subgoal (N, words)
+    long; action (N,) long; done (N,) float; segment (N,) long: which segment (0..S-1) a step
+    came from. `skills` / `categories` (S,) name each segment's subgoal.
+    """
+
+    def __init__(self, store, tokenizer, *, game: str | None = None, category: str | None = None,
+                 skill: str | None = None, path: str = "slow", limit: int | None = None):
+        rows = store.segments(path=path, outcome="success", category=category, skill=skill,
+                              game=game, limit=limit)
+        views, invs, facings, actions, dones, seg_ids = [], [], [], [], [], []
+        self.skills: list[str] = []
+        self.categories: list[str] = []
+        self.segment_ids: list[int] = []  # the store's ids
+        for row in rows:
+            data = store.load_steps(row.id)
+            n = len(data.get(C.ACTION, ()))
+            if n == 0:
+                continue
+            k = len(self.skills)
+            self.skills.append(row.skill)
+            self.categories.append(row.category)
+            self.segment_ids.append(row.id)
+            views.append(data[C.VIEW].astype(np.int64))
+            invs.append(data[C.INVENTORY].astype(np.float32))
+            facings.append(data[C.FACING].astype(np.float32))
+            actions.append(data[C.ACTION].astype(np.int64))
+            done = np.zeros(n, np.float32)
+            done[-1] = 1.0  # the step on which the game's counter rose
+            dones.append(done)
+            seg_ids.append(np.full(n, k, np.int64))
+        if not self.skills:
+            self.view = torch.zeros(0, 9, 7, dtype=torch.long)
+            self.inventory = torch.zeros(0, 0)
+            self.facing = torch.zeros(0, 2)
+            self.action = torch.zeros(0, dtype=torch.long)
+            self.done = torch.zeros(0)
+            self.segment = torch.zeros(0, dtype=torch.long)
+            self.subgoal = torch.zeros(0, tokenizer.max_words, dtype=torch.long)
+            return
+        self.view = torch.from_numpy(np.concatenate(views))
+        self.inventory = torch.from_numpy(np.concatenate(invs))
+        self.facing = torch.from_numpy(np.concatenate(facings))
+        self.action = torch.from_numpy(np.concatenate(actions))
+        self.done = torch.from_numpy(np.concatenate(dones))
+        self.segment = torch.from_numpy(np.concatenate(seg_ids))
+        per_segment = tokenizer.encode(self.skills)  # (S, words)
+        self.subgoal = per_segment[self.segment]  # (N, words)
+
+    def __len__(self) -> int:
+        return int(self.action.shape[0])
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.skills)
+
+    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The samples at `idx`, on `device`, keyed as the policy's forward takes them + targets."""
+        return {"view": self.view[idx].to(device), "inventory": self.inventory[idx].to(device),
+                "facing": self.facing[idx].to(device), "subgoal": self.subgoal[idx].to(device),
+                "action": self.action[idx].to(device), "done": self.done[idx].to(device)}
+
+    def sample_category(self, idx: torch.Tensor) -> list[str]:
+        return [self.categories[s] for s in self.segment[idx].tolist()]
+
+    def split(self, val_fraction: float = 0.2, seed: int = 0,
+              segments: list[int] | None = None) -> Split:
+        """Train/validation sample indices, split by segment with a seeded shuffle; at least one
+        segment goes to validation once there are two. `segments` restricts to those segments."""
+        pool = list(range(self.n_segments)) if segments is None else list(segments)
+        order = np.random.default_rng(seed).permutation(len(pool))
+        n_val = 0 if len(pool) < 2 else max(1, round(val_fraction * len(pool)))
+        val_segs = torch.tensor(sorted(pool[i] for i in order[:n_val]), dtype=torch.long)
+        train_segs = torch.tensor(sorted(pool[i] for i in order[n_val:]), dtype=torch.long)
+        in_val = torch.isin(self.segment, val_segs)
+        in_train = torch.isin(self.segment, train_segs)
+        return Split(train=torch.nonzero(in_train).flatten(), val=torch.nonzero(in_val).flatten())
+
+    def segments_of(self, category: str) -> list[int]:
+        return [i for i, c in enumerate(self.categories) if c == category]

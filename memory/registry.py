@@ -1,0 +1,95 @@
+"""The expert registry: one `experts` row per trained expert version, on the store's database.
+
+A new expert is registered as a `candidate` with the sha256 of its tensors file; promotion
+(flipping the status) is a later, separate step. Versions count per (game, category, skill).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from memory.lora import ROUTINGS
+from memory.tables import Expert, utcnow
+
+STATUSES = ("candidate", "promoted", "retired", "rejected")
+
+
+@dataclass(frozen=True)
+class ExpertRow:
+    id: int
+    game: str
+    category: str
+    skill: str | None
+    routing: str
+    rank: int
+    version: int
+    path: str
+    sha256: str
+    params: int
+    status: str
+    metrics: dict | None
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+def _row(e: Expert) -> ExpertRow:
+    return ExpertRow(**{name: getattr(e, name) for name in ExpertRow.__dataclass_fields__})
+
+
+def register_expert(store, *, game: str, category: str, routing: str, rank: int, path: str,
+                    sha256: str, params: int, metrics: dict | None = None,
+                    status: str = "candidate", skill: str | None = None) -> int:
+    """Add one expert version; returns its id. Its version is one more than the last of the
+    same (game, category, skill)."""
+    if routing not in ROUTINGS:
+        raise ValueError(f"routing {routing!r} not in {ROUTINGS}")
+    if status not in STATUSES:
+        raise ValueError(f"expert status {status!r} not in {STATUSES}")
+    if len(sha256) != 64:
+        raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+    now = utcnow()
+    with store.session() as s:
+        same = (Expert.game == game, Expert.category == category,
+                Expert.skill.is_(None) if skill is None else Expert.skill == skill)
+        last = s.scalar(select(func.max(Expert.version)).where(*same)) or 0
+        row = Expert(game=game, category=category, skill=skill, routing=routing, rank=int(rank),
+                     version=last + 1, path=str(path), sha256=sha256, params=int(params),
+                     status=status, metrics=metrics, created_at=now,
+                     promoted_at=now if status == "promoted" else None)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+def experts(store, game: str | None = None, status: str | None = None) -> list[ExpertRow]:
+    """Every registered expert (optionally one game's, one status'), oldest first."""
+    query = select(Expert).order_by(Expert.id)
+    if game is not None:
+        query = query.where(Expert.game == game)
+    if status is not None:
+        query = query.where(Expert.status == status)
+    with store.session() as s:
+        return [_row(e) for e in s.scalars(query)]
+
+
+def promoted(store, game: str) -> list[ExpertRow]:
+    """The experts a game's fast path uses now."""
+    return experts(store, game, status="promoted")
+
+
+def promote(store, expert_id: int) -> None:
+    """Make `expert_id` the promoted expert of its (game, category, skill); the one before it
+    is retired, in the same transaction."""
+    with store.session() as s:
+        row = s.get(Expert, expert_id)
+        if row is None:
+            raise KeyError(f"no expert {expert_id}")
+        for old in s.scalars(select(Expert).where(
+                Expert.game == row.game, Expert.category == row.category,
+                Expert.skill.is_(None) if row.skill is None else Expert.skill == row.skill,
+                Expert.status == "promoted", Expert.id != row.id)):
+            old.status = "retired"
+        row.status, row.promoted_at = "promoted", utcnow()

@@ -1,0 +1,103 @@
+"""The fast policy's training entry point on a real (tiny) store: base by behavioural cloning,
+then one category expert each over the frozen base, registered with its file's sha256."""
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from agent.runner import Runner
+from consolidation.base_training import load_base, train_base, train_category_experts
+from consolidation.dataset import SegmentDataset
+from envs import make_env
+from envs.tasks import resolve_task
+from memory.expert_io import CONFIG_NAME, WEIGHTS_NAME, sha256_of
+from memory.policy import PolicyConfig, SubgoalTokenizer
+from memory.registry import experts, promote, promoted
+from memory.store import Store
+
+TINY = PolicyConfig(d_model=32, n_layers=1, n_heads=4)
+PEAM = str(pathlib.Path(sys.executable).parent / "peam")
+
+
+def peam(*args, home, timeout=120):
+    environ = dict(os.environ, PEAM_HOME=str(home))
+    environ.pop("PEAM_DB", None)
+    return subprocess.run([PEAM, *args], capture_output=True, text=True, env=environ, timeout=timeout)
+
+
+def file_sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bc")
+    s = Store.open(f"sqlite:///{root}/peam.db")
+    env = make_env("crafter")
+    s.sync_skills(env.catalog)
+    run_id = s.start_run(env="crafter", task="make_wood_pickaxe", planner="symbolic",
+                         memory_mode="none", config={})
+    results = Runner(env, recorder=s, run_id=run_id).run(
+        resolve_task("make_wood_pickaxe", env.catalog), seeds=[0, 1])
+    assert all(r.success for r in results)
+    yield s
+    s.close()
+
+
+def test_dataset_marks_the_last_step_done_and_splits_by_segment(store):
+    tok = SubgoalTokenizer(make_env("crafter").catalog.names, 4)
+    data = SegmentDataset(store, tok, game="crafter")
+    rows = store.segments(path="slow", outcome="success")
+    assert len(data) == sum(r.steps for r in rows) and data.n_segments == len(rows)
+    assert data.view.shape == (len(data), 9, 7) and data.view.dtype == torch.long
+    assert data.inventory.shape == (len(data), 16) and data.subgoal.shape == (len(data), 4)
+    assert data.done.sum().item() == len(rows)  # one "done" per successful segment
+    split = data.split(0.2, seed=0)
+    assert torch.equal(split.train, data.split(0.2, seed=0).train)  # deterministic
+    assert len(split.val) > 0
+    assert not set(data.segment[split.train].tolist()) & set(data.segment[split.val].tolist())
+    gather = SegmentDataset(store, tok, game="crafter", category="gather")
+    assert set(gather.skills) == {"collect_wood"}
+
+
+def test_train_base_then_experts_saves_registers_and_keeps_the_base(store, tmp_path):
+    base = train_base(store, epochs=1, batch_size=16, device="cpu", out_dir=tmp_path,
+                      config=TINY, progress=False)
+    weights = tmp_path / "base" / "model.safetensors"
+    assert weights.is_file() and (tmp_path / "base" / "config.json").is_file()
+    assert isinstance(base["val_accuracy"], float) and 0.0 <= base["val_accuracy"] <= 1.0
+    assert base["sha256"] == file_sha(weights)
+    before = weights.read_bytes()
+    policy, doc = load_base(tmp_path / "base")
+    assert doc["game"] == "crafter" and policy.config.d_model == 32
+
+    found = train_category_experts(store, out_dir=tmp_path, epochs=1, batch_size=16, rank=4,
+                                   progress=False)
+    assert set(found) == {"gather", "build", "craft"}
+    assert weights.read_bytes() == before  # the base is frozen, on disk too
+    rows = {r.category: r for r in experts(store, "crafter")}
+    for category, m in found.items():
+        path = tmp_path / "experts" / category
+        assert (path / WEIGHTS_NAME).is_file() and (path / CONFIG_NAME).is_file()
+        assert rows[category].sha256 == file_sha(path / WEIGHTS_NAME) == sha256_of(path)
+        assert rows[category].status == "candidate" and rows[category].routing == "category"
+        assert rows[category].rank == 4 and rows[category].params == m["params"] > 0
+    assert promoted(store, "crafter") == []
+    promote(store, rows["gather"].id)
+    assert [r.category for r in promoted(store, "crafter")] == ["gather"]
+
+
+def test_train_base_on_an_empty_store_is_one_line(tmp_path):
+    db = f"sqlite:///{tmp_path}/empty.db"
+    Store.open(db).close()
+    out = peam("train-base", "--db", db, "--out", str(tmp_path / "models"), "--device", "cpu",
+               home=tmp_path, timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == ["peam: error: no slow-path segments yet: run `peam run` or `peam demo` first"]
+    assert not (tmp_path / "models").exists()
