@@ -41,6 +41,8 @@ def run(
     llm_max_new_tokens: int = typer.Option(128, help="LLM answer length limit."),
     llm_device: str = typer.Option("cpu", help="hf: torch device (cpu, cuda)."),
     llm_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
+    workers: int = typer.Option(0, min=0, help="Ray runner actors playing in parallel (0 = in this process)."),
+    address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
 ):
     """Play episodes of a task and record every skill attempt in the store."""
     from agent.session import RunSpec, run_episodes
@@ -52,7 +54,7 @@ def run(
         llm = LLMOptions(model=llm_model, temperature=llm_temperature,
                          max_new_tokens=llm_max_new_tokens, device=llm_device, timeout_s=llm_timeout)
     spec = RunSpec(env=env, task=task, episodes=episodes, seed=seed, max_steps=max_steps,
-                   planner=planner, db=db, llm=llm)
+                   planner=planner, db=db, llm=llm, workers=workers, address=address)
     results = run_episodes(spec, console=_console())
     failed = sum(r.error is not None for r in results)
     raise typer.Exit(1 if failed == len(results) else 0)
@@ -150,6 +152,114 @@ def train_base(
             console.print(f"expert {category}: {m['segments']} segments, val accuracy "
                           f"{_num(m['base_val_accuracy'])} (base) -> {_num(m['val_accuracy'])}, "
                           f"registered #{m['expert_id']} (candidate) -> {m['path']}")
+
+
+@app.command()
+def consolidate(
+    skill: Optional[str] = typer.Option(None, help="Train an expert for this skill."),
+    category: Optional[str] = typer.Option(None, help="Train an expert for this skill category."),
+    game: str = typer.Option("crafter", help="Whose skill or category."),
+    wait: bool = typer.Option(False, "--wait", help="Follow the job until it ends (needs a running `peam worker`)."),
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+):
+    """Force a consolidation job for a skill or a category (the trigger's decision is skipped)."""
+    from consolidation.queue import FINAL, QueueError, enqueue, get_job
+    from memory.store import Store
+
+    if (skill is None) == (category is None):
+        raise QueueError("name exactly one of --skill or --category")
+    store = Store.open(db, create=False)
+    job_id = enqueue(store, game=game, skill=skill, category=category,
+                     reason="forced by `peam consolidate`")
+    job = get_job(store, job_id)
+    console = _console()
+    console.print(f"job #{job.id} for {job.target} ({game}): {job.status}")
+    if not wait:
+        return
+    import time
+
+    with console.status(f"job #{job.id}: {job.status}") as spinner:
+        while job.status not in FINAL:
+            time.sleep(0.5)
+            job = get_job(store, job_id)
+            spinner.update(f"job #{job.id}: {job.status} (attempts {job.attempts})")
+    detail = job.error or (f"expert #{job.expert_id}" if job.expert_id else "")
+    console.print(f"job #{job.id}: {job.status}" + (f" — {detail}" if detail else ""))
+    raise typer.Exit(1 if job.status == "failed" else 0)
+
+
+@app.command("jobs")
+def jobs_(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    status: Optional[str] = typer.Option(None, help="Only jobs in this status (queued, running, evaluating, promoted, rejected, failed)."),
+    limit: int = typer.Option(50, min=1, help="Newest jobs to show."),
+):
+    """The consolidation jobs, newest first."""
+    from consolidation.queue import ACTIVE, FINAL, jobs
+    from envs.errors import ConfigError
+    from memory.store import Store
+
+    if status is not None and status not in ACTIVE + FINAL:
+        raise ConfigError(f"unknown job status {status!r}; use one of {', '.join(ACTIVE + FINAL)}")
+    store = Store.open(db, create=False)
+    _console().print(_jobs_table(jobs(store, limit, status)))
+
+
+def _jobs_table(rows):
+    from rich.table import Table
+
+    table = Table(title="consolidation jobs", header_style="bold")
+    for col in ("job", "game", "target", "status", "attempts", "worker", "expert", "created",
+                "reason / error"):
+        table.add_column(col, no_wrap=col != "reason / error")
+    for j in rows:
+        table.add_row(str(j.id), j.game, j.target, j.status, str(j.attempts), j.worker or "—",
+                      f"#{j.expert_id}" if j.expert_id else "—",
+                      j.created_at.strftime("%m-%d %H:%M:%S"), j.error or j.reason)
+    if not table.row_count:
+        table.caption = "no job yet: `peam consolidate --skill S` queues one"
+    return table
+
+
+@app.command()
+def worker(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    once: bool = typer.Option(False, "--once", help="Run at most one job, then exit."),
+    device: str = typer.Option("auto", help="auto (cuda when visible, else cpu), cpu or cuda."),
+    lease: float = typer.Option(60.0, min=1.0, help="Seconds a job is held without a heartbeat before it is requeued."),
+):
+    """Run consolidation jobs: train, evaluate and promote experts as jobs are queued."""
+    import threading
+
+    from envs.errors import ConfigError
+
+    if device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    from consolidation.worker import Worker
+    from memory.store import Store
+
+    store = Store.open(db, create=False)
+    from agent.evaluation import run_job
+
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    console = _console()
+    runner = Worker(store, lambda job, beat: run_job(store, job, beat, device=device),
+                    lease_s=lease, poll_s=min(2.0, lease / 3))
+    if once:
+        job = runner.run_once()
+        console.print("no queued job" if job is None else
+                      f"job #{job.id} for {job.target}: {job.status}"
+                      + (f" — {job.error}" if job.error else ""))
+        raise typer.Exit(1 if job is not None and job.status == "failed" else 0)
+    console.print(f"worker {runner.name} on {device}, waiting for jobs (Ctrl-C stops; a job "
+                  f"cut short is requeued after its {lease:g} s lease)")
+    try:
+        runner.run_forever(threading.Event())
+    except KeyboardInterrupt:
+        console.print("worker stopped")
 
 
 def _num(x) -> str:

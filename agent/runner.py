@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from agent.arbiter import Arbiter, ProgressMonitor
 from agent.executor import DeliberateExecutor
 from agent.planner import Plan, PlanContext, Planner, SymbolicPlanner
 from envs.base import Env, Observation
@@ -43,6 +44,10 @@ class EpisodeResult:
     planner_calls: int
     error: str | None = None
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (skill, outcome) per segment
+    paths: list[str] = field(default_factory=list)  # "slow" / "fast" per segment
+    fast_steps: int = 0
+    slow_steps: int = 0
+    corrections: int = 0  # fast-path failures the slow path took over
 
 
 def segment_budget(skill: Skill) -> int:
@@ -56,7 +61,8 @@ def segment_budget(skill: Skill) -> int:
 
 class Runner:
     def __init__(self, env: Env, planner: Planner | None = None, recorder: Recorder | None = None,
-                 run_id: int | None = None, on_step: Callable[[int], None] | None = None):
+                 run_id: int | None = None, on_step: Callable[[int], None] | None = None,
+                 arbiter: Arbiter | None = None):
         self.env = env
         self.catalog = env.catalog
         self.planner = planner or SymbolicPlanner(self.catalog)
@@ -64,6 +70,7 @@ class Runner:
         self.recorder = recorder
         self.run_id = run_id
         self.on_step = on_step
+        self.arbiter = arbiter or Arbiter()
         self.items = list(self.catalog.items)
         self.action_index = {n: i for i, n in enumerate(env.action_names)}
         walkable = tuple(getattr(env, "walkable", ("grass", "sand", "path")))
@@ -107,19 +114,36 @@ class Runner:
                     break
                 plan = Plan([_idle_subgoal(self.catalog, state)])
             skill = self.catalog[plan.subgoals[0].skill]
-            outcome, record = self._segment(task, skill, state, plan_calls)
-            state.outcomes.append((skill.name, outcome))
+            path = self.arbiter.path_for(skill)
+            outcome, seg_id = self._attempt(task, skill, state, plan_calls, path, episode_id)
+            if path == "fast" and outcome in ("failure", "timeout") and not state.over:
+                # The slow path corrects from this very state: a failure–correction pair.
+                state.corrections += 1
+                outcome, _ = self._attempt(task, skill, state, 0, "slow", episode_id, corrects=seg_id)
             if outcome != "success":
                 state.failures[skill.name] = state.failures.get(skill.name, 0) + 1
-            if self.recorder is not None and record is not None:
-                self.recorder.add_segment(episode_id, record)
             if not task.open_ended and all(state.unlocked(g) for g in task.goals):
                 break
         unlocked = sorted(k for k, v in state.achievements.items() if v > 0)
         return EpisodeResult(
             seed=seed, episode_id=episode_id, success=all(state.unlocked(g) for g in task.goals),
             steps=state.steps, reward=state.reward, unlocked=unlocked, died=state.died,
-            segments=len(state.outcomes), planner_calls=calls, outcomes=state.outcomes)
+            segments=len(state.outcomes), planner_calls=calls, outcomes=state.outcomes,
+            paths=state.paths, fast_steps=state.path_steps["fast"], slow_steps=state.path_steps["slow"],
+            corrections=state.corrections)
+
+    def _attempt(self, task, skill, state, calls, path, episode_id, corrects=None):
+        """One segment on one path, recorded; returns its outcome and its store id."""
+        before = state.steps
+        outcome, record = self._segment(task, skill, state, calls, path)
+        state.outcomes.append((skill.name, outcome))
+        state.paths.append(path)
+        state.path_steps[path] += state.steps - before
+        seg_id = None
+        if self.recorder is not None and record is not None:
+            record.corrects_segment_id = corrects
+            seg_id = self.recorder.add_segment(episode_id, record)
+        return outcome, seg_id
 
     def _plan(self, task: Task, state: "_EpisodeState") -> Plan:
         mem = self.executor.memory
@@ -135,16 +159,22 @@ class Runner:
         self._latency += plan.latency_s
         return plan
 
-    def _segment(self, task: Task, skill: Skill, state: "_EpisodeState", calls: int):
+    def _segment(self, task: Task, skill: Skill, state: "_EpisodeState", calls: int, path: str = "slow"):
         from memory.store import SegmentRecord  # the store's record type; SQLAlchemy-free import
 
         start_step, t0 = state.steps, time.perf_counter()
         before = state.achievements.get(skill.achievement, 0)
         views, invs, facings, actions, rewards = [], [], [], [], []
         outcome = "timeout"
-        for _ in range(min(segment_budget(skill), task.max_steps - state.steps)):
+        budget = segment_budget(skill)
+        if path == "fast":
+            budget = self.arbiter.fast_budget(skill, budget)
+            act, monitor = self.arbiter.fast.act, ProgressMonitor(state.obs)
+        else:
+            act, monitor = self.executor.act, None
+        for _ in range(min(budget, task.max_steps - state.steps)):
             obs = state.obs
-            name = self.executor.act(obs, skill)
+            name = act(obs, skill)
             views.append(obs.local_view)
             invs.append([obs.inventory.get(k, 0) for k in self.items])
             facings.append(obs.facing)
@@ -164,8 +194,11 @@ class Runner:
             if self._interrupted(task, skill, state):
                 outcome = "interrupted"
                 break
+            if monitor is not None and not monitor.update(state.obs):
+                outcome = "failure"  # stuck: hand over to the slow path
+                break
         record = SegmentRecord(
-            skill=skill.name, category=skill.category, path="slow", outcome=outcome,
+            skill=skill.name, category=skill.category, path=path, outcome=outcome,
             start_step=start_step, steps=state.steps - start_step,
             wall_s=time.perf_counter() - t0, planner_calls=calls,
             data={C.VIEW: np.asarray(views, np.int16), C.INVENTORY: np.asarray(invs, np.int16),
@@ -192,6 +225,9 @@ class _EpisodeState:
     died: bool = False
     failures: dict[str, int] = field(default_factory=dict)
     outcomes: list[tuple[str, str]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    path_steps: dict[str, int] = field(default_factory=lambda: {"slow": 0, "fast": 0})
+    corrections: int = 0
 
     def advance(self, res) -> None:
         self.obs = res.observation

@@ -27,10 +27,14 @@ class StoreError(PeamError):
     """The database cannot be opened or used; the message says how to mend it."""
 
 
+def data_home() -> Path:
+    """`$PEAM_HOME`, default `./peam-data`: the SQLite file and the model files live here."""
+    return Path(os.environ.get("PEAM_HOME") or DEFAULT_HOME)
+
+
 def default_url() -> str:
     """The embedded default: a SQLite file under `$PEAM_HOME` (default `./peam-data`)."""
-    home = Path(os.environ.get("PEAM_HOME") or DEFAULT_HOME)
-    return f"sqlite:///{home / DB_FILE}"
+    return f"sqlite:///{data_home() / DB_FILE}"
 
 
 def resolve_url(url: str | None = None) -> str:

@@ -93,3 +93,17 @@ def promote(store, expert_id: int) -> None:
                 Expert.status == "promoted", Expert.id != row.id)):
             old.status = "retired"
         row.status, row.promoted_at = "promoted", utcnow()
+
+
+@dataclass(frozen=True)
+class ExpertRef:
+    """Which expert file serves a category on the fast path, and what the gate measured."""
+
+    category: str
+    path: str
+    expert_id: int | None = None
+    skill_success: dict[str, float] | None = None  # held-out fast-path success per skill
+
+
+def ref_of(row: ExpertRow) -> ExpertRef:
+    return ExpertRef(row.category, row.path, row.id, (row.metrics or {}).get("skill_success"))

@@ -1,0 +1,54 @@
+"""Measuring the fast path in the game: each skill played on held-out seeds with the fast path
+forced on every covered category (the slow path still corrects and does the rest). A skill's
+success is the share of its fast-path attempts that succeeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.arbiter import Arbiter
+from agent.fast_path import FastPolicy
+from memory.registry import ExpertRef
+from agent.runner import Runner
+from envs import make_env
+from envs.tasks import resolve_task
+
+EVAL_SEED_BASE = 1_000_000  # held out: runs and benchmarks use small seeds
+EVAL_STEPS = 400  # an evaluation episode's step limit: enough for the short skills
+
+
+def fast_success(store, models_dir: str | Path, game: str, refs: list[ExpertRef],
+                 skills: list[str], episodes: int, device: str = "cpu") -> dict[str, dict]:
+    """{skill: {"attempts", "successes", "rate"}} for the fast path over `episodes` seeds."""
+    env = make_env(game)
+    fast = FastPolicy(models_dir, refs, device, seed=0)
+    slow_mean = {r.name: r.mean_steps for r in store.skill_table(game) if r.mean_steps}
+    runner = Runner(env, arbiter=Arbiter(fast, slow_mean, force_fast=True))
+    out = {}
+    for skill in skills:
+        attempts = successes = 0
+        task = resolve_task(skill, env.catalog, EVAL_STEPS)
+        for i in range(episodes):
+            result = runner.run_episode(task, EVAL_SEED_BASE + i)
+            for (name, outcome), path in zip(result.outcomes, result.paths):
+                if name == skill and path == "fast" and outcome != "interrupted":
+                    attempts += 1
+                    successes += outcome == "success"
+        out[skill] = {"attempts": attempts, "successes": successes,
+                      "rate": successes / attempts if attempts else 0.0}
+    return out
+
+
+def run_job(store, job, heartbeat, *, device: str = "cpu", models_dir: str | Path | None = None,
+            episodes: int = 4):
+    """The worker's `process`: the consolidation pipeline with the game-side evaluator."""
+    from consolidation.pipeline import ConsolidationConfig, run_pipeline
+    from memory.db import data_home
+
+    models = Path(models_dir) if models_dir else data_home() / "models"
+
+    def evaluate(refs, skills, n):
+        return fast_success(store, models, job.game, refs, skills, n, device)
+
+    return run_pipeline(store, job, heartbeat, evaluate=evaluate, models_dir=models,
+                        config=ConsolidationConfig(device=device, eval_episodes=episodes))

@@ -1,0 +1,85 @@
+"""The fast path: the frozen base policy carrying the promoted expert of each skill category.
+
+One forward pass answers a decision. The category routing of PEAM picks the expert: a skill's
+category indexes the expert that was trained on it, and a category without an expert is not
+covered (the arbiter keeps the slow path for it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from envs.base import Observation
+from envs.catalog import Skill
+from memory.registry import ExpertRef, ref_of
+
+BASE_DIR = "base"
+
+
+class FastPolicy:
+    def __init__(self, models_dir: str | Path, experts: list[ExpertRef], device: str = "cpu",
+                 sample: bool = True, seed: int = 0):
+        from consolidation.base_training import load_base
+        from memory.expert_io import load_expert, read_expert
+        from memory.inject import add_expert, inject
+        from memory.lora import LoraConfig
+
+        self.policy, doc = load_base(Path(models_dir) / BASE_DIR, device)
+        self.items = list(doc["items"])
+        self.action_names = list(doc["action_names"])
+        self.device = next(self.policy.parameters()).device
+        self.experts = {e.category: e for e in experts}
+        self.index: dict[str, int] = {}
+        if experts:
+            _, cfg = read_expert(experts[0].path)
+            inject(self.policy, LoraConfig(r=cfg["r"], alpha=cfg["lora_alpha"], routing="category"))
+            for i, ref in enumerate(experts):
+                add_expert(self.policy, ref.category)
+                load_expert(self.policy, ref.path, ref.category)
+                self.index[ref.category] = i
+        self.policy.eval()
+        self.sample = sample  # sampling breaks the ties and loops an argmax policy falls into
+        self.generator = torch.Generator().manual_seed(seed)
+        self.version = tuple(sorted((e.category, e.expert_id or 0) for e in experts))
+
+    @classmethod
+    def from_registry(cls, store, models_dir: str | Path, game: str, device: str = "cpu"):
+        """The promoted experts of `game`, or None when there is no base yet."""
+        from memory.registry import promoted
+
+        if not (Path(models_dir) / BASE_DIR / "model.safetensors").is_file():
+            return None
+        refs = [ref_of(e) for e in promoted(store, game) if e.routing == "category" and e.skill is None]
+        return cls(models_dir, refs, device)
+
+    def covers(self, category: str) -> bool:
+        return category in self.index
+
+    def confidence(self, skill: Skill) -> float:
+        """The held-out success the gate measured for this skill (1.0 when it measured the
+        category but not this skill: the expert was promoted for the category as a whole)."""
+        ref = self.experts.get(skill.category)
+        if ref is None:
+            return 0.0
+        return (ref.skill_success or {}).get(skill.name, 1.0)
+
+    @torch.inference_mode()
+    def act(self, obs: Observation, skill: Skill) -> str:
+        from memory.inject import set_expert_indices
+
+        view = torch.as_tensor(obs.local_view[None], device=self.device).long()  # (1, W, H)
+        inv = torch.tensor([[obs.inventory.get(k, 0) for k in self.items]], device=self.device).float()
+        facing = torch.tensor([obs.facing], device=self.device).float()  # (1, 2)
+        subgoal = self.policy.tokenizer.encode([skill.name]).to(self.device)  # (1, words)
+        if self.index:
+            expert = self.index.get(skill.category, -1)
+            set_expert_indices(self.policy, torch.tensor([expert], device=self.device))
+        logits, _done = self.policy(view, inv, facing, subgoal)  # (1, n_actions), (1,)
+        if self.sample:
+            probs = torch.softmax(logits[0].float().cpu(), -1)
+            action = int(torch.multinomial(probs, 1, generator=self.generator))
+        else:
+            action = int(logits[0].argmax())
+        return self.action_names[action]

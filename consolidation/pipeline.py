@@ -1,0 +1,146 @@
+"""One consolidation job from claim to verdict: train a candidate expert, measure it in the
+game against the current one, promote it atomically or reject it, then re-measure every
+earlier skill so forgetting is on record.
+
+The game-side measurement is passed in (`evaluate`): consolidation does not import the agent
+(DESIGN.md's import direction); `agent/evaluation.py` supplies it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from consolidation.base_training import BASE_DIR, train_base
+from consolidation.queue import JobRow, advance
+from consolidation.trainer import ExpertTrainingConfig, train_expert
+from consolidation.worker import JobOutcome
+from envs import make_env
+from memory.expert_io import AdapterError, read_expert, sha256_of
+from memory.registry import ExpertRef, promote, promoted, ref_of
+from memory.tables import Evaluation, Expert, utcnow
+
+# evaluate(refs, skills, episodes) -> {skill: {"attempts", "successes", "rate"}}
+Evaluate = Callable[[list, list[str], int], dict[str, dict]]
+
+
+@dataclass
+class ConsolidationConfig:
+    device: str = "cpu"
+    eval_episodes: int = 4  # held-out episodes per skill at the gate
+    forgetting_episodes: int = 2  # per earlier skill, after each promotion
+    base_epochs: int = 8
+    expert: ExpertTrainingConfig | None = None
+
+
+def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate: Evaluate,
+                 models_dir: str | Path, config: ConsolidationConfig | None = None) -> JobOutcome:
+    cfg = config or ConsolidationConfig()
+    models_dir = Path(models_dir)
+    catalog = make_env(job.game).catalog
+    category = job.category or catalog[job.skill].category
+    t0 = time.perf_counter()
+    if not (models_dir / BASE_DIR / "model.safetensors").is_file():
+        # The first job of a store trains the frozen base all experts share.
+        train_base(store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir,
+                   game=job.game, progress=False)
+    heartbeat()
+    current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
+    expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)
+    candidate = train_expert(store, models_dir=models_dir, game=job.game, category=category,
+                             tag=f"job{job.id}", current_path=current.path if current else None,
+                             config=expert_cfg)
+    train_s = time.perf_counter() - t0
+    heartbeat()
+    advance(store, job.id, job.worker, "evaluating", expert_id=candidate.expert_id)
+
+    skills = _practised(store, job.game, category, catalog)
+    others = [r for r in promoted(store, job.game) if r.category != category and r.skill is None]
+    with_candidate = evaluate(_refs(others) + _refs([candidate], category), skills, cfg.eval_episodes)
+    heartbeat()
+    with_current = (evaluate(_refs(others + [current]), skills, cfg.eval_episodes)
+                    if current else {s: {"rate": 0.0} for s in skills})
+    heartbeat()
+    cand = _mean(with_candidate, skills)
+    cur = _mean(with_current, skills)
+    metrics = {"category": category, "skills": skills, "candidate_success": cand,
+               "current_success": cur, "candidate": with_candidate, "current": with_current,
+               "train_seconds": train_s, "samples": candidate.metrics.get("samples"),
+               "pairs": candidate.metrics.get("pairs"),
+               "samples_per_s": (candidate.metrics.get("samples") or 0) * expert_cfg.epochs / max(train_s, 1e-9),
+               "current_expert_id": current.id if current else None}
+    # The gate: not worse than the expert it replaces, and of some use at all (an expert that
+    # never succeeds would only cost the slow path a failed attempt first).
+    if cand >= cur and cand > 0 and _intact(candidate.path, candidate.sha256):
+        _set_skill_success(store, candidate.expert_id, with_candidate)
+        promote(store, candidate.expert_id)
+        metrics["forgetting"] = _measure_forgetting(store, job.game, evaluate, cfg, candidate.expert_id)
+        return JobOutcome("promoted", candidate.expert_id, metrics)
+    _set_status(store, candidate.expert_id, "rejected")
+    return JobOutcome("rejected", candidate.expert_id, metrics)
+
+
+def _refs(rows, category: str | None = None) -> list[ExpertRef]:
+    """Registry rows (or a fresh candidate, with its category) as fast-path references."""
+    out = []
+    for row in rows:
+        if hasattr(row, "category"):
+            out.append(ref_of(row))
+        else:  # a trainer.Candidate
+            out.append(ExpertRef(category, row.path, row.expert_id))
+    return out
+
+
+def _practised(store, game: str, category: str, catalog) -> list[str]:
+    """The category's skills the slow path has succeeded at: what the expert can be judged on."""
+    rows = store.skill_table(game)
+    return [r.name for r in rows if r.category == category and r.name in catalog
+            and (r.successes or 0) > 0]
+
+
+def _mean(results: dict[str, dict], skills: list[str]) -> float:
+    return sum(results.get(s, {}).get("rate", 0.0) for s in skills) / max(len(skills), 1)
+
+
+def _intact(path: str, sha256: str) -> bool:
+    """The candidate's file still reads back whole and matches the digest the registry holds:
+    a corrupt or truncated file is never promoted."""
+    try:
+        read_expert(path)
+        return sha256_of(path) == sha256
+    except (AdapterError, OSError):
+        return False
+
+
+def _set_skill_success(store, expert_id: int, results: dict[str, dict]) -> None:
+    with store.session() as s:
+        row = s.get(Expert, expert_id)
+        row.metrics = {**(row.metrics or {}),
+                       "skill_success": {k: v["rate"] for k, v in results.items()}}
+
+
+def _set_status(store, expert_id: int, status: str) -> None:
+    with store.session() as s:
+        s.get(Expert, expert_id).status = status
+
+
+def _measure_forgetting(store, game: str, evaluate: Evaluate, cfg: ConsolidationConfig,
+                        version: int) -> dict[str, float]:
+    """Every skill an expert covers, re-measured under the new registry: the forgetting
+    curve's next point (DESIGN.md, "Forgetting is measured, not assumed")."""
+    rows = [r for r in promoted(store, game) if r.skill is None]
+    catalog = make_env(game).catalog
+    by_category = {r.category: r for r in rows}
+    skills = [s for c in by_category for s in _practised(store, game, c, catalog)]
+    if not skills:
+        return {}
+    results = evaluate(_refs(rows), skills, cfg.forgetting_episodes)
+    now = utcnow()
+    with store.session() as s:
+        for skill, res in results.items():
+            s.add(Evaluation(expert_id=by_category[catalog[skill].category].id, skill=skill,
+                             episodes=res.get("attempts", 0), successes=res.get("successes", 0),
+                             success_rate=res["rate"], registry_version=version, created_at=now))
+    return {k: v["rate"] for k, v in results.items()}
