@@ -28,6 +28,8 @@ class RunSpec:
     db: Optional[str] = None
     memory: str = "none"
     llm: object = None  # agent.llm_planner.LLMOptions for hf:/openai: planners
+    workers: int = 0  # Ray runner actors; 0 = play in this process
+    address: Optional[str] = None  # an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT)
 
 
 def make_planner(spec: str, catalog, options=None):
