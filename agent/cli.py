@@ -80,7 +80,7 @@ def demo(
     episodes: int = typer.Option(2, min=1, help="Episodes per task."),
 ):
     """A short tour: the agent practises a ladder of tasks, then shows what it knows."""
-    from agent.session import demo as run_demo
+    from agent.demo import demo as run_demo
 
     run_demo(db=db, episodes=episodes, console=_console())
 
@@ -202,23 +202,9 @@ def jobs_(
     if status is not None and status not in ACTIVE + FINAL:
         raise ConfigError(f"unknown job status {status!r}; use one of {', '.join(ACTIVE + FINAL)}")
     store = Store.open(db, create=False)
-    _console().print(_jobs_table(jobs(store, limit, status)))
+    from agent.views import jobs_table
 
-
-def _jobs_table(rows):
-    from rich.table import Table
-
-    table = Table(title="consolidation jobs", header_style="bold")
-    for col in ("job", "game", "target", "status", "attempts", "worker", "expert", "created",
-                "reason / error"):
-        table.add_column(col, no_wrap=col != "reason / error")
-    for j in rows:
-        table.add_row(str(j.id), j.game, j.target, j.status, str(j.attempts), j.worker or "—",
-                      f"#{j.expert_id}" if j.expert_id else "—",
-                      j.created_at.strftime("%m-%d %H:%M:%S"), j.error or j.reason)
-    if not table.row_count:
-        table.caption = "no job yet: `peam consolidate --skill S` queues one"
-    return table
+    _console().print(jobs_table(jobs(store, limit, status)))
 
 
 @app.command()

@@ -26,3 +26,17 @@ def skills_table(rows, include_unattempted: bool = False) -> Table:
     if not table.row_count:
         table.caption = "no skill attempted yet: run `peam run` or `peam demo`"
     return table
+
+
+def jobs_table(rows) -> Table:
+    table = Table(title="consolidation jobs", header_style="bold")
+    for col in ("job", "game", "target", "status", "attempts", "worker", "expert", "created",
+                "reason / error"):
+        table.add_column(col, no_wrap=col != "reason / error")
+    for j in rows:
+        table.add_row(str(j.id), j.game, j.target, j.status, str(j.attempts), j.worker or "—",
+                      f"#{j.expert_id}" if j.expert_id else "—",
+                      j.created_at.strftime("%m-%d %H:%M:%S"), j.error or j.reason)
+    if not table.row_count:
+        table.caption = "no job yet: `peam consolidate --skill S` queues one"
+    return table
