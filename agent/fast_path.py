@@ -16,6 +16,7 @@ from envs.catalog import Skill
 from memory.registry import ExpertRef, ref_of
 
 BASE_DIR = "base"
+SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
 
 
 class FastPolicy:
@@ -54,13 +55,19 @@ class FastPolicy:
         refs = [ref_of(e) for e in promoted(store, game) if e.routing == "category" and e.skill is None]
         return cls(models_dir, refs, device)
 
+    def _expert_for(self, category: str) -> str | None:
+        """The category's own expert, else a single expert shared by all (the baseline)."""
+        if category in self.index:
+            return category
+        return SHARED if SHARED in self.index else None
+
     def covers(self, category: str) -> bool:
-        return category in self.index
+        return self._expert_for(category) is not None
 
     def confidence(self, skill: Skill) -> float:
         """The held-out success the gate measured for this skill (1.0 when it measured the
         category but not this skill: the expert was promoted for the category as a whole)."""
-        ref = self.experts.get(skill.category)
+        ref = self.experts.get(self._expert_for(skill.category) or "")
         if ref is None:
             return 0.0
         return (ref.skill_success or {}).get(skill.name, 1.0)
@@ -74,7 +81,8 @@ class FastPolicy:
         facing = torch.tensor([obs.facing], device=self.device).float()  # (1, 2)
         subgoal = self.policy.tokenizer.encode([skill.name]).to(self.device)  # (1, words)
         if self.index:
-            expert = self.index.get(skill.category, -1)
+            name = self._expert_for(skill.category)
+            expert = self.index[name] if name else -1
             set_expert_indices(self.policy, torch.tensor([expert], device=self.device))
         logits, _done = self.policy(view, inv, facing, subgoal)  # (1, n_actions), (1,)
         if self.sample:

@@ -57,8 +57,14 @@ class Candidate:
 
 def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag: str,
                  current_path: str | None = None, config: ExpertTrainingConfig | None = None,
-                 progress: bool = False) -> Candidate:
-    """Train, save and register a candidate expert for `category`; `tag` names its directory."""
+                 progress: bool = False, data_category: str | None = None,
+                 init_from: str | None = None) -> Candidate:
+    """Train, save and register a candidate expert for `category`; `tag` names its directory.
+
+    The baselines reuse this recipe: `data_category` trains on another category's data than the
+    expert is registered for, and `init_from` starts from an existing expert's weights instead
+    of a fresh one (a single shared LoRA fine-tuned stage after stage: the forgetting
+    baseline)."""
     cfg = config or ExpertTrainingConfig()
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
@@ -71,11 +77,14 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
         load_expert(policy, current_path, REFERENCE)
         ref_index = expert_names(policy).index(REFERENCE)
     add_expert(policy, CANDIDATE)
+    if init_from is not None:
+        load_expert(policy, init_from, CANDIDATE)
     index = expert_names(policy).index(CANDIDATE)
     frozen = {n: p.detach().clone() for n, p in policy.named_parameters()}
 
-    data = SegmentDataset(store, policy.tokenizer, game=game, category=category)
-    pairs = _pair_batch(mine_pairs(store, game=game, category=category), policy, cfg)
+    data_category = data_category or category
+    data = SegmentDataset(store, policy.tokenizer, game=game, category=data_category)
+    pairs = _pair_batch(mine_pairs(store, game=game, category=data_category), policy, cfg)
     if len(data) == 0 and pairs is None:
         raise NoDataError(f"{NO_DATA} (category {category})")
     split = data.split(cfg.val_fraction, cfg.seed)
