@@ -58,7 +58,16 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     console = console or Console()
     env = make_env(spec.env)
     task = resolve_task(spec.task, env.catalog, spec.max_steps)
-    planner = make_planner(spec.planner, env.catalog, spec.llm)
+    pool = None
+    if spec.workers > 0 or spec.address is not None:
+        # Ray: the runners (or one planner actor) build the planner; a multi-node cluster with a
+        # SQLite store is refused here, before anything is written.
+        from agent.pool import RunnerPool
+
+        url = store.engine.url.render_as_string(hide_password=False) if store else spec.db
+        pool = RunnerPool(spec, spec.workers, spec.address, db_url=url)
+    else:
+        planner = make_planner(spec.planner, env.catalog, spec.llm)
     store = store or Store.open(spec.db)
     store.sync_skills(env.catalog)
     run_id = store.start_run(env=spec.env, task=task.name, planner=spec.planner,
@@ -66,23 +75,35 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     results, status = [], "failed"
     with _progress(console) as progress:
         eps = progress.add_task(f"{task.name}: episodes", total=spec.episodes)
-        steps = progress.add_task("steps", total=task.max_steps)
-        runner = Runner(env, planner, store, run_id, on_step=lambda n: progress.advance(steps, n))
+
+        def report(result):
+            results.append(result)
+            progress.advance(eps)
+            mark = "[green]✓" if result.success else "[red]✗"
+            progress.console.print(
+                f"{mark}[/] seed {result.seed}: {result.steps} steps, "
+                f"{len(result.unlocked)} achievements{' (died)' if result.died else ''}"
+                f"{f' ({result.error})' if result.error else ''}")
+
         try:
-            for i in range(spec.episodes):
-                progress.reset(steps, total=task.max_steps)
-                result = runner.run_episode(task, spec.seed + i)
-                results.append(result)
-                progress.advance(eps)
-                mark = "[green]✓" if result.success else "[red]✗"
-                progress.console.print(
-                    f"{mark}[/] seed {result.seed}: {result.steps} steps, "
-                    f"{len(result.unlocked)} achievements{' (died)' if result.died else ''}")
+            if pool is not None:  # episodes complete as results come back, in any order
+                progress.console.print(pool.describe())
+                seeds = [spec.seed + i for i in range(spec.episodes)]
+                pool.run(task, seeds, run_id, on_result=report)
+                results.sort(key=lambda r: r.seed)
+            else:
+                steps = progress.add_task("steps", total=task.max_steps)
+                runner = Runner(env, planner, store, run_id, on_step=lambda n: progress.advance(steps, n))
+                for i in range(spec.episodes):
+                    progress.reset(steps, total=task.max_steps)
+                    report(runner.run_episode(task, spec.seed + i))
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
             raise
         finally:
+            if pool is not None:
+                pool.close()  # no runner writes after this point
             store.fail_running_episodes(run_id, f"run {status}")
             store.finish_run(run_id, status)
     wins = sum(r.success for r in results)
