@@ -41,6 +41,8 @@ def run(
     llm_max_new_tokens: int = typer.Option(128, help="LLM answer length limit."),
     llm_device: str = typer.Option("cpu", help="hf: torch device (cpu, cuda)."),
     llm_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
+    memory: str = typer.Option("peam", help="Fast path: peam (isolated experts), shared-lora, retrieval, none (slow only)."),
+    consolidate: str = typer.Option("auto", help="auto: the self-trigger runs consolidation jobs between episodes; off."),
     workers: int = typer.Option(0, min=0, help="Ray runner actors playing in parallel (0 = in this process)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
 ):
@@ -54,7 +56,8 @@ def run(
         llm = LLMOptions(model=llm_model, temperature=llm_temperature,
                          max_new_tokens=llm_max_new_tokens, device=llm_device, timeout_s=llm_timeout)
     spec = RunSpec(env=env, task=task, episodes=episodes, seed=seed, max_steps=max_steps,
-                   planner=planner, db=db, llm=llm, workers=workers, address=address)
+                   planner=planner, db=db, llm=llm, workers=workers, address=address,
+                   memory=memory, consolidate=consolidate)
     results = run_episodes(spec, console=_console())
     failed = sum(r.error is not None for r in results)
     raise typer.Exit(1 if failed == len(results) else 0)

@@ -29,7 +29,10 @@ class DeliberateExecutor:
         self.rng = np.random.default_rng(seed)
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
+        """A fresh map; reseeded per episode so an episode replays the same for the same seed."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
         self.memory = WorldMemory(self.cell_names, self.walkable)
         self._path: list[nav.Cell] | None = None
         self._path_key = None

@@ -61,6 +61,10 @@ class FastPolicy:
             return category
         return SHARED if SHARED in self.index else None
 
+    def reset(self, seed: int) -> None:
+        """Reseed the action sampler: an episode replays the same for the same seed."""
+        self.generator.manual_seed(seed)
+
     def covers(self, category: str) -> bool:
         return self._expert_for(category) is not None
 

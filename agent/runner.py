@@ -100,7 +100,9 @@ class Runner:
 
     def _play(self, task: Task, seed: int, episode_id: int | None) -> EpisodeResult:
         obs, info = self.env.reset(seed=seed)
-        self.executor.reset()
+        self.executor.reset(seed)
+        if hasattr(self.arbiter.fast, "reset"):
+            self.arbiter.fast.reset(seed)
         self.executor.observe(obs, None)
         self._tokens, self._latency = 0, 0.0
         state = _EpisodeState(obs=obs, achievements=dict(info.get("achievements", {})))

@@ -26,7 +26,8 @@ class RunSpec:
     max_steps: Optional[int] = None
     planner: str = "symbolic"
     db: Optional[str] = None
-    memory: str = "none"
+    memory: str = "peam"  # agent.memory_modes.MODES
+    consolidate: str = "auto"  # auto: the self-trigger runs jobs between episodes; off: never
     llm: object = None  # agent.llm_planner.LLMOptions for hf:/openai: planners
     workers: int = 0  # Ray runner actors; 0 = play in this process
     address: Optional[str] = None  # an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT)
@@ -55,9 +56,15 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     from agent.runner import Runner
     from memory.store import Store
 
+    from agent.memory_modes import MemoryFastPath, auto_consolidate, check_mode
+    from memory.db import data_home
+
     console = console or Console()
     env = make_env(spec.env)
     task = resolve_task(spec.task, env.catalog, spec.max_steps)
+    check_mode(spec.memory)
+    if spec.consolidate not in ("auto", "off"):
+        raise ConfigError(f"unknown --consolidate {spec.consolidate!r}: use auto or off")
     pool = None
     if spec.workers > 0 or spec.address is not None:
         # Ray: the runners (or one planner actor) build the planner; a multi-node cluster with a
@@ -94,9 +101,15 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
             else:
                 steps = progress.add_task("steps", total=task.max_steps)
                 runner = Runner(env, planner, store, run_id, on_step=lambda n: progress.advance(steps, n))
+                memory = MemoryFastPath(spec.memory, store, env, data_home() / "models")
                 for i in range(spec.episodes):
                     progress.reset(steps, total=task.max_steps)
+                    runner.arbiter = memory.refresh()  # newly promoted experts, from now on
                     report(runner.run_episode(task, spec.seed + i))
+                    if spec.consolidate == "auto" and spec.memory == "peam":
+                        for job in auto_consolidate(store, env, data_home() / "models",
+                                                    runner.arbiter.fast, progress.console):
+                            progress.console.print(f"  job #{job.id} {job.target}: {job.status}")
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -110,23 +123,3 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     console.print(f"[bold]{task.name}[/]: {wins}/{len(results)} episodes succeeded; "
                   f"store: {store.url}")
     return results
-
-
-DEMO_LADDER = ("collect_wood", "place_table", "make_wood_pickaxe", "collect_drink",
-               "collect_stone", "make_stone_pickaxe")
-
-
-def demo(db: str | None = None, episodes: int = 2, console: Console | None = None) -> None:
-    """The main job end to end on a small budget: practise a ladder of skills, then show the
-    skill memory the store now holds."""
-    from agent.views import skills_table
-    from memory.store import Store
-
-    console = console or Console()
-    store = Store.open(db)
-    console.rule("[bold]peam demo: the slow agent practises")
-    for i, task in enumerate(DEMO_LADDER):
-        run_episodes(RunSpec(task=task, episodes=episodes, seed=100 * i), console, store=store)
-    console.rule("[bold]what the agent knows (`peam skills`)")
-    console.print(skills_table(store.skill_table("crafter")))
-    console.print(f"Data: {store.url}. Next: `peam skills`, `peam run --task make_iron_pickaxe`.")

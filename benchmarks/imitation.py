@@ -1,6 +1,6 @@
 """The fast policy alone, after behavioural cloning of the slow agent on the demo ladder.
 
-Collects slow-agent segments for the demo ladder tasks (`agent/session.py` DEMO_LADDER) into a
+Collects slow-agent segments for the demo ladder tasks (`agent/demo.py` DEMO_LADDER) into a
 temporary store, trains the base policy and one category expert each
 (`consolidation/base_training.py`), then lets the policy act ALONE: the symbolic planner still
 picks the subgoal, the policy picks every action (argmax), a subgoal ends when the game's
@@ -47,7 +47,7 @@ def parse_args() -> Args:
 
 def collect(store, episodes: int) -> tuple[int, float]:
     from agent.runner import Runner
-    from agent.session import DEMO_LADDER
+    from agent.demo import DEMO_LADDER
     from envs import make_env
     from envs.tasks import resolve_task
 
@@ -85,7 +85,7 @@ def evaluate(policy, args: Args) -> dict[str, list[int]]:
     import torch
 
     from agent.runner import Runner, _EpisodeState
-    from agent.session import DEMO_LADDER
+    from agent.demo import DEMO_LADDER
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.inject import expert_names, set_expert_indices
