@@ -247,7 +247,7 @@ class SkillLibrary:
             choice = repeats % len(ranked)
         return self.action_names[ranked[choice]]
 
-    def reset(self) -> None:
+    def reset(self, seed: int | None = None) -> None:
         """Forget the loop-breaking history (e.g. at an episode's start)."""
         self._history.clear()
 
