@@ -236,8 +236,13 @@ class RunnerActor:
             planner = make_planner(spec.planner, env.catalog, spec.llm)
         else:
             planner = RemotePlanner(planner, ray.get(planner.name.remote()))
+        from agent.memory_modes import MemoryFastPath
+        from memory.db import data_home
+
         self.store = Store.open(db_url)
         self.runner = Runner(env, planner, self.store)
+        # The experts' files must be where every node can read them (shared storage).
+        self.memory = MemoryFastPath(spec.memory, self.store, env, data_home() / "models")
         self.node_id = ray.get_runtime_context().get_node_id()
         self.registry_version: int | None = None
 
@@ -245,12 +250,13 @@ class RunnerActor:
         return self.node_id
 
     def refresh(self, registry_version: int) -> None:
-        """Picks up newly promoted experts at the start of the next episode. For now it only
-        records the version: the fast path (experts, arbiter) is not wired into `Runner` yet."""
+        """Records the registry version the driver saw; the runner itself checks the registry
+        at the start of every episode (`MemoryFastPath.refresh`) and reloads on a change."""
         self.registry_version = registry_version
 
     def run_episode(self, task, seed: int, run_id: int) -> tuple[EpisodeResult, str]:
         self.runner.run_id = run_id
+        self.runner.arbiter = self.memory.refresh()  # newly promoted experts, from this episode on
         try:
             result = self.runner.run_episode(task, seed)
         except Exception as e:  # the runner already marked the row failed; report, not raise

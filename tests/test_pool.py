@@ -97,7 +97,9 @@ def test_a_runner_dying_mid_episode_loses_no_segment_and_the_seed_is_replayed(tm
         results = pool.run(task, SEEDS, run_id)
     assert (tmp_path / "died").exists()
     assert [(r.success, r.steps, r.unlocked) for r in results] == in_process(SEEDS)
-    assert [seed for seed, _ in pool.lost] == [1]
+    # A call that reached the actor while Ray was still restarting it may be lost too; only
+    # seed 1 is ever lost, and no extra episode row comes of it (checked below).
+    assert {seed for seed, _ in pool.lost} == {1}
     with Store.open(url) as store:
         episodes = sorted(store.episodes(run_id), key=lambda e: e.id)
         assert sorted((e.seed, e.status) for e in episodes) == [
