@@ -16,10 +16,41 @@ from agent.dashboard.app import create_app
 from agent.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
-from memory.store import Expert, Job, Store
+from memory.store import Expert, Job, Segment, Skill, Store
+from memory.tables import Evaluation
 
 PRACTISED = ("collect_wood", "place_table", "make_wood_pickaxe")
 TOKEN = "s3cret-token"
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+# make_wood_pickaxe's forgetting curve: (registry_version, episodes, successes)
+CURVE = [(1, 10, 9), (2, 10, 7), (3, 8, 8)]
+FACTORS = {"make_wood_pickaxe": dict(worthiness=4.25, cost_saving=123.5, stability=0.81,
+                                     redundancy=0.125, interference=0.0625),
+           "collect_wood": dict(worthiness=0.5, cost_saving=7.75, stability=0.33,
+                                redundancy=0.9, interference=0.75)}
+
+
+def add_scores(store):
+    """What consolidation would have written: worthiness factors, a forgetting curve (and one
+    point of another skill), and one failure–correction pair of make_wood_pickaxe."""
+    with store.session() as s:
+        for skill in s.query(Skill).filter(Skill.name.in_(FACTORS)):
+            for key, value in FACTORS[skill.name].items():
+                setattr(skill, key, value)
+        for version, n, won in CURVE:
+            s.add(Evaluation(expert_id=None, skill="make_wood_pickaxe", episodes=n,
+                             successes=won, success_rate=won / n, registry_version=version,
+                             created_at=T0 + timedelta(hours=version)))
+        s.add(Evaluation(expert_id=None, skill="collect_wood", episodes=4, successes=1,
+                         success_rate=0.25, registry_version=2, created_at=T0))
+        slow = s.query(Segment).filter_by(skill="make_wood_pickaxe", path="slow") \
+            .order_by(Segment.id).first()
+        failed = Segment(episode_id=slow.episode_id, index=10_000, skill="make_wood_pickaxe",
+                         category=slow.category, path="fast", outcome="failure", start_step=0,
+                         steps=3, wall_s=0.01, created_at=T0)
+        s.add(failed)
+        s.flush()
+        slow.corrects_segment_id = failed.id
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +65,7 @@ def store(tmp_path_factory):
         resolve_task("make_wood_pickaxe", env.catalog), seeds=[0, 1])
     assert all(r.success for r in results)
     store.finish_run(run_id, "finished")
+    add_scores(store)
     store.path = path
     yield store
     store.close()
@@ -62,6 +94,86 @@ def test_skills_page_sorts_and_filters(client):
     assert "make_wood_pickaxe" in crafted and "collect_wood" not in crafted
 
 
+def test_skill_page_shows_forgetting_curve_factors_and_pairs(client):
+    page = client.get("/skills/make_wood_pickaxe").text
+    assert 'id="forgetting-chart"' in page and "forgetting-empty" not in page
+    assert "1 failure–correction pair" in page and "failure–correction pairs" not in page
+    for value in ("4.25", "123.50", "0.81", "0.12", "0.06"):  # num() rounds to 2 places
+        assert value in page
+    for note in ("uses × seconds saved per use",
+                 "consistency and number of successful demonstrations",
+                 "how well an existing expert already covers it",
+                 "how much training would disturb skills sharing the expert"):
+        assert note in page
+    data = page.split('id="forgetting-data" type="application/json">')[1].split("</script>")[0]
+    import json
+    curve = json.loads(data)
+    assert [(v["registry_version"], v["success_rate"], v["episodes"]) for v in curve] == \
+        [(v, won / n, n) for v, n, won in CURVE]
+    assert curve[0]["created_at"].startswith("2026-03-01T01:00:00")
+
+
+def test_skill_page_without_evaluations_says_so(client):
+    page = client.get("/skills/place_table").text
+    assert "No forgetting curve yet" in page and 'id="forgetting-chart"' not in page
+    assert "0 failure–correction pairs" in page and "Not scored yet" in page
+
+
+def test_api_skill_detail_has_factors_curve_and_pairs(client):
+    detail = client.get("/api/skills/make_wood_pickaxe").json()
+    assert {k: detail["skill"][k] for k in FACTORS["make_wood_pickaxe"]} == \
+        FACTORS["make_wood_pickaxe"]
+    assert [e["registry_version"] for e in detail["evaluations"]] == [1, 2, 3]
+    assert detail["evaluations"][1]["success_rate"] == 0.7
+    assert detail["correction_pairs"] == 1
+    assert client.get("/api/skills/place_table").json()["correction_pairs"] == 0
+
+
+def test_api_evaluations_filters_and_pages(client):
+    every = client.get("/api/evaluations").json()
+    assert len(every) == 4 and [e["registry_version"] for e in every] == [1, 2, 2, 3]
+    mine = client.get("/api/evaluations?skill=make_wood_pickaxe").json()
+    assert [(e["episodes"], e["successes"]) for e in mine] == [(n, w) for _, n, w in CURVE]
+    assert client.get("/api/evaluations?skill=make_wood_pickaxe&limit=1&offset=1").json() == \
+        mine[1:2]
+    assert client.get("/api/evaluations?skill=collect_wood").json()[0]["success_rate"] == 0.25
+    assert client.get("/api/evaluations?skill=nothing_here").json() == []
+    assert "/api/evaluations" in client.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.parametrize("factor", ["worthiness", "cost_saving", "stability", "redundancy",
+                                    "interference"])
+def test_skills_sort_by_each_worthiness_factor(client, factor):
+    low, high = sorted(FACTORS, key=lambda name: FACTORS[name][factor])
+    names = [s["name"] for s in client.get(f"/api/skills?sort={factor}&order=desc").json()]
+    assert names[:2] == [high, low]  # unscored skills come last
+    assert [s["name"] for s in client.get(f"/api/skills?sort={factor}").json()][:2] == [low, high]
+    page = client.get(f"/skills?sort={factor}&order=desc")
+    assert page.status_code == 200
+    body = page.text.split("<tbody>")[1]
+    assert body.index(f">{high}<") < body.index(f">{low}<") < body.index(">place_table<")
+    assert "▼" in page.text.split("<tbody>")[0]
+
+
+def test_skills_page_shows_factor_columns(client):
+    page = client.get("/skills").text
+    for header in ("Cost saving", "Stability", "Redundancy", "Interference"):
+        assert header in page
+    assert "123.50" in page and "7.75" in page
+
+
+def test_runs_page_charts_fast_path_share(client):
+    page = client.get("/runs").text
+    assert 'src="/static/plotly.min.js"' in page and 'id="share-chart"' in page
+    import json
+    data = json.loads(page.split('id="share-data" type="application/json">')[1]
+                      .split("</script>")[0])
+    assert [p["episode"] for p in data] == sorted(p["episode"] for p in data)
+    assert len(data) == 2 and {p["fast_share"] for p in data} == {0.0} and data[0]["run"] == 1
+    assert 'id="share-chart"' in client.get("/runs?run_id=1").text
+    assert "share-empty" in client.get("/runs?run_id=999").text
+
+
 def test_experts_page_says_there_are_none_yet(client):
     page = client.get("/experts")
     assert page.status_code == 200 and "No experts yet" in page.text
@@ -80,7 +192,9 @@ def test_api_returns_what_the_run_recorded(client):
     assert all(skills[name]["attempts"] >= 2 for name in PRACTISED)
     assert skills["make_wood_pickaxe"]["slow_success_rate"] == 1.0
     detail = client.get("/api/skills/make_wood_pickaxe").json()
-    assert len(detail["success_over_time"]) == 2 and len(detail["recent_episodes"]) == 2
+    slow = [p for p in detail["success_over_time"] if p["path"] == "slow"]
+    assert len(slow) == 2 and len(detail["recent_episodes"]) == 2
+    assert [p["path"] for p in detail["success_over_time"]].count("fast") == 1  # add_scores
     (run,) = client.get("/api/runs").json()
     assert run["episodes"] == 2 and run["successes"] == 2 and run["fast_share"] == 0.0
     episodes = client.get(f"/api/episodes?run_id={run['id']}").json()
@@ -95,15 +209,21 @@ def test_api_returns_what_the_run_recorded(client):
     ("/api/episodes/99999999999999999999999", 422), ("/api/skills?limit=0", 422),
     ("/api/skills?limit=501", 422), ("/api/skills?offset=-1", 422),
     ("/api/skills?sort=password", 422), ("/skills?order=sideways", 422),
-    ("/api/skills?category=%00", 422), ("/api/nothing", 404)])
+    ("/api/skills?category=%00", 422), ("/api/nothing", 404),
+    ("/api/skills?sort=cost_savings", 422), ("/skills?sort=interference%27", 422),
+    ("/api/evaluations?limit=0", 422), ("/api/evaluations?limit=501", 422),
+    ("/api/evaluations?offset=-1", 422), ("/api/evaluations?offset=x", 422),
+    ("/api/evaluations?skill=a%20b", 422), ("/api/evaluations?skill=" + "x" * 129, 422)])
 def test_bad_input_is_404_or_422(client, url, status):
     assert client.get(url).status_code == status
 
 
 def test_get_requests_never_write(client, store):
     before = hashlib.sha256(store.path.read_bytes()).hexdigest()
-    for url in ("/skills", "/skills/collect_wood", "/experts", "/jobs", "/runs", "/api/skills",
-                "/api/jobs", "/api/runs", "/api/episodes", "/api/experts"):
+    for url in ("/skills", "/skills/collect_wood", "/skills/make_wood_pickaxe", "/experts",
+                "/jobs", "/runs", "/api/skills", "/api/jobs", "/api/runs", "/api/episodes",
+                "/api/experts", "/api/evaluations", "/api/skills/make_wood_pickaxe",
+                "/skills?sort=stability"):
         assert client.get(url).status_code == 200
     assert hashlib.sha256(store.path.read_bytes()).hexdigest() == before
 
@@ -163,17 +283,35 @@ def test_an_empty_store_renders_and_experts_and_job_durations_show(tmp_path):
         page = client.get(url)
         assert page.status_code == 200 and empty in page.text
     start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    assert "share-empty" in client.get("/runs").text
+    assert client.get("/api/evaluations").json() == []
     with store.session() as s:
         s.add(Expert(game="crafter", category="gather", routing="category", rank=8, version=1,
                      path="/x", sha256="ab" * 32, params=12345, status="promoted",
-                     metrics={"success": 0.9}, created_at=start, promoted_at=start))
+                     metrics={"success": 0.9, "skill_success": {"collect_wood": 0.875,
+                                                                "collect_stone": 0.5}},
+                     created_at=start, promoted_at=start))
+        s.add(Expert(game="crafter", category="craft", routing="category", rank=8, version=2,
+                     path="/y", sha256="cd" * 32, params=1, status="candidate", metrics=None,
+                     created_at=start))
+        s.flush()
         s.add(Job(game="crafter", category="gather", reason="worthiness", status="failed",
                   error="out of memory", created_at=start,
                   started_at=start + timedelta(seconds=3),
                   finished_at=start + timedelta(seconds=93)))
+        s.add(Job(game="crafter", category="gather", reason="worthiness", status="promoted",
+                  expert_id=1, metrics={"candidate_success": 0.6875, "current_success": 0.25},
+                  created_at=start))
     experts = client.get("/experts").text
     assert "abababababab" in experts and "12,345" in experts and "2026-01-01" in experts
-    (job,) = client.get("/api/jobs").json()
+    assert "collect_stone</a> 50%, " in experts and "collect_wood</a> 88%" in experts
+    assert "#2 <small>promoted: 69% vs 25% before" in experts
+    first, second = client.get("/api/experts").json()
+    assert (second["job_id"], second["job_status"], second["candidate_success"],
+            second["current_success"]) == (2, "promoted", 0.6875, 0.25)
+    assert second["skill_success"] == {"collect_wood": 0.875, "collect_stone": 0.5}
+    assert (first["job_id"], first["skill_success"]) == (None, {})
+    job = client.get("/api/jobs").json()[1]
     assert (job["wait_s"], job["duration_s"]) == (3.0, 90.0)
     assert "out of memory" in client.get("/jobs").text
     store.close()

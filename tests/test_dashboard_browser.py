@@ -33,6 +33,7 @@ def server(tmp_path_factory):
                              memory_mode="none", config={})
     Runner(env, recorder=store, run_id=run_id).run(resolve_task("make_wood_pickaxe", env.catalog), [0, 1])
     store.finish_run(run_id, "finished")
+    add_scores(store)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -47,6 +48,32 @@ def server(tmp_path_factory):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
+
+
+def add_scores(store):
+    """Worthiness factors and a forgetting curve for make_wood_pickaxe, as consolidation writes
+    them: five promotions, a dip when a neighbouring expert was retrained, then recovery."""
+    from datetime import datetime, timedelta, timezone
+
+    from memory.store import Skill
+    from memory.tables import Evaluation
+
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    with store.session() as s:
+        skill = s.query(Skill).filter_by(name="make_wood_pickaxe").one()
+        skill.worthiness, skill.cost_saving, skill.stability = 3.42, 118.0, 0.86
+        skill.redundancy, skill.interference = 0.1, 0.25
+        for version, (n, won) in enumerate([(20, 14), (20, 17), (20, 18), (20, 13), (20, 17)], 1):
+            s.add(Evaluation(expert_id=None, skill="make_wood_pickaxe", episodes=n,
+                             successes=won, success_rate=won / n, registry_version=version,
+                             created_at=t0 + timedelta(hours=6 * version)))
+
+
+def wait_for_plot(browser, selector, seconds=10):
+    deadline = time.time() + seconds
+    while time.time() < deadline and not browser.find_elements("css selector", selector):
+        time.sleep(0.1)
+    return browser.find_elements("css selector", selector)
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +117,22 @@ def test_skill_page_draws_its_chart_with_local_plotly(server, browser):
     while time.time() < deadline and not browser.find_elements("css selector", ".plot-container"):
         time.sleep(0.1)
     assert browser.find_elements("css selector", ".plot-container"), "plotly did not render"
+
+
+def test_skill_page_draws_the_forgetting_curve(server, browser):
+    browser.get(server + "/skills/make_wood_pickaxe")
+    assert wait_for_plot(browser, "#forgetting-chart .plot-container"), "no forgetting curve"
+    assert len(browser.find_elements("css selector", "#forgetting-chart .scatterlayer .point")) == 5
+    table = browser.find_element("id", "worthiness").text
+    assert "118.00" in table and "uses × seconds saved per use" in table
+    shot(browser, "skill-forgetting")
+
+
+def test_runs_page_draws_the_fast_path_share_chart(server, browser):
+    browser.get(server + "/runs")
+    assert wait_for_plot(browser, "#share-chart .plot-container"), "no fast-path share chart"
+    assert browser.find_elements("css selector", "#share-chart .scatterlayer .trace")
+    shot(browser, "runs-share")
 
 
 def test_consolidate_button_queues_a_job(server, browser):

@@ -24,8 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.dashboard import queries as q
-from agent.dashboard.schemas import (NAME_PATTERN, EpisodeOut, ExpertOut, JobOut, JobRequest,
-                                     Order, RunOut, SkillDetailOut, SkillOut, SkillSort)
+from agent.dashboard.schemas import (NAME_PATTERN, EpisodeOut, EvaluationOut, ExpertOut, JobOut,
+                                     JobRequest, Order, RunOut, SkillDetailOut, SkillOut,
+                                     SkillSort)
 from envs.errors import PeamError
 from memory.store import Store
 
@@ -37,8 +38,17 @@ MAX_ID = 2**62  # larger ids cannot exist; refusing them keeps the database driv
 Limit = Annotated[int, Query(ge=1, le=500, description="rows per page")]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="rows to skip")]
 Category = Annotated[str | None, Query(pattern=NAME_PATTERN)]
+SkillName = Annotated[str | None, Query(pattern=NAME_PATTERN, description="one skill's points")]
 Name = Annotated[str, PathParam(max_length=128)]
 RowId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
+
+
+FACTOR_NOTES = [  # worthiness factors as the skill page explains them (DESIGN.md "Methods")
+    ("cost_saving", "Cost saving", "uses × seconds saved per use"),
+    ("stability", "Stability", "consistency and number of successful demonstrations"),
+    ("redundancy", "Redundancy", "how well an existing expert already covers it"),
+    ("interference", "Interference", "how much training would disturb skills sharing the expert"),
+]
 
 
 class DashboardError(PeamError):
@@ -118,7 +128,9 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool) -> Fast
     def skill_page(request: Request, name: Name):
         detail = q.skill_detail(store, name)
         points = [p.model_dump(mode="json") for p in detail.success_over_time]
-        return page(request, "skill.html", detail=detail, points=points)
+        curve = [v.model_dump(mode="json") for v in detail.evaluations]
+        return page(request, "skill.html", detail=detail, points=points, curve=curve,
+                    factors=FACTOR_NOTES)
 
     @app.get("/experts", response_class=HTMLResponse, include_in_schema=False)
     def experts_page(request: Request, limit: Limit = 100, offset: Offset = 0):
@@ -154,7 +166,7 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool) -> Fast
                   limit: Limit = 100, offset: Offset = 0):
         return page(request, "runs.html", runs=q.runs(store, limit=limit, offset=offset),
                     episodes=q.episodes(store, run_id=run_id, limit=limit, offset=offset),
-                    run_id=run_id)
+                    shares=q.fast_share_series(store, run_id=run_id), run_id=run_id)
 
     # ---- JSON API ------------------------------------------------------------------------
 
@@ -168,6 +180,12 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool) -> Fast
              responses={404: {"description": "no such skill"}})
     def api_skill(name: Name, game: Category = None):
         return q.skill_detail(store, name, game)
+
+    @app.get("/api/evaluations", response_model=list[EvaluationOut], tags=["api"])
+    def api_evaluations(skill: SkillName = None, limit: Limit = 100, offset: Offset = 0):
+        """Forgetting-curve points (a skill re-measured after each promotion), in
+        registry-version order."""
+        return q.evaluations(store, skill=skill, limit=limit, offset=offset)
 
     @app.get("/api/experts", response_model=list[ExpertOut], tags=["api"])
     def api_experts(limit: Limit = 100, offset: Offset = 0):

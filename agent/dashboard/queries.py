@@ -8,13 +8,16 @@ from datetime import datetime
 
 from sqlalchemy import case, func, select
 
-from agent.dashboard.schemas import (EpisodeOut, ExpertOut, JobOut, JobRequest, RunOut,
-                                     SegmentOut, SkillDetailOut, SkillOut, SuccessPoint)
+from agent.dashboard.schemas import (EpisodeOut, EvaluationOut, ExpertOut, JobOut, JobRequest,
+                                     RunOut, SegmentOut, SkillDetailOut, SkillOut, SuccessPoint)
 from memory.store import Episode, Expert, Job, Run, Segment, Skill, SkillRow, Store
-from memory.tables import utcnow
+from memory.tables import Evaluation, utcnow
 
 RECENT = 50  # segments and episodes shown on a skill's page
 MAX_POINTS = 2000  # attempts plotted on a skill's success chart
+MAX_EVALUATIONS = 1000  # points of a skill's forgetting curve
+MAX_SHARE_POINTS = 5000  # episodes plotted on the runs page's fast-path share chart
+FACTORS = ("cost_saving", "stability", "redundancy", "interference")
 
 
 class NotFound(LookupError):
@@ -29,13 +32,22 @@ def fast_share(fast: int, slow: int) -> float | None:
     return fast / (fast + slow) if fast + slow else None
 
 
+def _skill(k: Skill) -> SkillOut:
+    """A skill's statistics (as `SkillRow` computes them) and its stored worthiness factors."""
+    return SkillOut(**asdict(SkillRow.of(k)), **{f: getattr(k, f) for f in FACTORS})
+
+
 def skills(store: Store, *, category: str | None, sort: str, order: str, limit: int,
            offset: int) -> list[SkillOut]:
-    rows = [r for r in store.skill_table() if category is None or r.category == category]
+    query = select(Skill).order_by(Skill.game, Skill.id)
+    if category is not None:
+        query = query.where(Skill.category == category)
+    with store.session() as s:
+        rows = [_skill(k) for k in s.scalars(query)]
     present = [r for r in rows if getattr(r, sort) is not None]
     missing = [r for r in rows if getattr(r, sort) is None]  # unattempted: always last
     present.sort(key=lambda r: (getattr(r, sort), r.name), reverse=order == "desc")
-    return [SkillOut(**asdict(r)) for r in (present + missing)[offset:offset + limit]]
+    return (present + missing)[offset:offset + limit]
 
 
 def categories(store: Store) -> list[str]:
@@ -73,10 +85,33 @@ def skill_detail(store: Store, name: str, game: str | None = None) -> SkillDetai
         episodes = s.scalars(select(Episode).where(Episode.id.in_(episode_ids),
                                                    Episode.env == skill.game)
                              .order_by(Episode.id.desc()).limit(RECENT)).all()
-        return SkillDetailOut(skill=SkillOut(**asdict(SkillRow.of(skill))),
+        corrections = of_skill.where(Segment.path == "slow",
+                                     Segment.corrects_segment_id.is_not(None))
+        pairs = s.scalar(corrections.with_only_columns(func.count(Segment.id)))
+        curve = s.scalars(_evaluations_query(name).limit(MAX_EVALUATIONS)).all()
+        return SkillDetailOut(skill=_skill(skill),
                               success_over_time=_running_rates(history),
                               recent_segments=[_segment(g) for g in recent],
-                              recent_episodes=[_episode(e) for e in episodes])
+                              recent_episodes=[_episode(e) for e in episodes],
+                              evaluations=[_evaluation(v) for v in curve],
+                              correction_pairs=pairs or 0)
+
+
+def _evaluations_query(skill: str | None):
+    query = select(Evaluation).order_by(Evaluation.registry_version, Evaluation.id)
+    return query if skill is None else query.where(Evaluation.skill == skill)
+
+
+def _evaluation(v: Evaluation) -> EvaluationOut:
+    return EvaluationOut.model_validate(v, from_attributes=True)
+
+
+def evaluations(store: Store, *, skill: str | None, limit: int,
+                offset: int) -> list[EvaluationOut]:
+    """Forgetting-curve points in registry-version order, of one skill or of all."""
+    with store.session() as s:
+        return [_evaluation(v) for v in
+                s.scalars(_evaluations_query(skill).limit(limit).offset(offset))]
 
 
 def _running_rates(history) -> list[SuccessPoint]:
@@ -93,9 +128,35 @@ def _running_rates(history) -> list[SuccessPoint]:
 
 
 def experts(store: Store, *, limit: int, offset: int) -> list[ExpertOut]:
+    """Newest first, each with the (latest) consolidation job that produced it, if any."""
     with store.session() as s:
-        rows = s.scalars(select(Expert).order_by(Expert.id.desc()).limit(limit).offset(offset))
-        return [ExpertOut.model_validate(x, from_attributes=True) for x in rows]
+        rows = s.scalars(select(Expert).order_by(Expert.id.desc()).limit(limit)
+                         .offset(offset)).all()
+        ids = [x.id for x in rows]
+        made_by = {j.expert_id: j for j in
+                   s.scalars(select(Job).where(Job.expert_id.in_(ids)).order_by(Job.id))}
+        out = []
+        for x in rows:
+            job = made_by.get(x.id)
+            m = (job.metrics or {}) if job else {}
+            out.append(ExpertOut.model_validate(x, from_attributes=True).model_copy(update={
+                "skill_success": skill_success(x.metrics),
+                "job_id": job.id if job else None, "job_status": job.status if job else None,
+                "candidate_success": _number(m.get("candidate_success")),
+                "current_success": _number(m.get("current_success"))}))
+        return out
+
+
+def _number(x) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def skill_success(metrics: dict | None) -> dict[str, float]:
+    """An expert's held-out fast-path success per skill, as consolidation recorded it."""
+    raw = (metrics or {}).get("skill_success")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): float(v) for k, v in raw.items() if _number(v) is not None}
 
 
 def _job(j: Job) -> JobOut:
@@ -155,6 +216,21 @@ def episodes(store: Store, *, run_id: int | None, limit: int, offset: int) -> li
         query = query.where(Episode.run_id == run_id)
     with store.session() as s:
         return [_episode(e) for e in s.scalars(query)]
+
+
+def fast_share_series(store: Store, *, run_id: int | None) -> list[dict]:
+    """Per episode with any steps, in order: its run, id, start and fast-path share (the most
+    recent `MAX_SHARE_POINTS`), for the runs page's chart."""
+    query = (select(Episode.id, Episode.run_id, Episode.started_at, Episode.fast_steps,
+                    Episode.slow_steps)
+             .where(Episode.fast_steps + Episode.slow_steps > 0)
+             .order_by(Episode.id.desc()).limit(MAX_SHARE_POINTS))
+    if run_id is not None:
+        query = query.where(Episode.run_id == run_id)
+    with store.session() as s:
+        rows = s.execute(query).all()
+    return [{"episode": i, "run": r, "at": at.isoformat(), "fast_share": fast_share(f, w)}
+            for i, r, at, f, w in reversed(rows)]
 
 
 def episode(store: Store, episode_id: int) -> EpisodeOut:

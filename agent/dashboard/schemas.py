@@ -26,6 +26,27 @@ class SkillOut(BaseModel):
     mean_steps: float | None
     last_used_at: datetime | None
     worthiness: float | None
+    cost_saving: float | None = Field(None, description="uses x seconds saved per use")
+    stability: float | None = Field(None, description="consistency and number of successful "
+                                                      "demonstrations")
+    redundancy: float | None = Field(None, description="how well an existing expert already "
+                                                       "covers the skill")
+    interference: float | None = Field(None, description="how much training would disturb the "
+                                                         "skills sharing the expert")
+
+
+class EvaluationOut(BaseModel):
+    """One point of a skill's forgetting curve: its success re-measured under a registry
+    version (after a promotion)."""
+
+    id: int
+    expert_id: int | None
+    skill: str
+    episodes: int
+    successes: int
+    success_rate: float
+    registry_version: int
+    created_at: datetime
 
 
 class SegmentOut(BaseModel):
@@ -74,6 +95,9 @@ class SkillDetailOut(BaseModel):
     success_over_time: list[SuccessPoint]
     recent_segments: list[SegmentOut]
     recent_episodes: list[EpisodeOut]
+    evaluations: list[EvaluationOut] = Field(description="forgetting curve, by registry version")
+    correction_pairs: int = Field(description="slow-path segments that corrected a fast-path "
+                                              "failure of this skill")
 
 
 class ExpertOut(BaseModel):
@@ -90,6 +114,13 @@ class ExpertOut(BaseModel):
     metrics: dict | None
     created_at: datetime
     promoted_at: datetime | None
+    skill_success: dict[str, float] = Field(default_factory=dict,
+                                            description="held-out fast-path success per skill")
+    job_id: int | None = Field(None, description="the consolidation job that produced it")
+    job_status: str | None = None
+    candidate_success: float | None = Field(None, description="the job's held-out mean success "
+                                                              "with this expert")
+    current_success: float | None = Field(None, description="... with the expert it replaced")
 
 
 class JobOut(BaseModel):
@@ -141,5 +172,6 @@ class JobRequest(BaseModel):
 
 
 SkillSort = Literal["name", "category", "status", "attempts", "success_rate",
-                    "slow_success_rate", "fast_success_rate", "worthiness", "last_used_at"]
+                    "slow_success_rate", "fast_success_rate", "worthiness", "cost_saving",
+                    "stability", "redundancy", "interference", "last_used_at"]
 Order = Literal["asc", "desc"]
