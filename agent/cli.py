@@ -251,6 +251,42 @@ def worker(
         console.print("worker stopped")
 
 
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks whose tables go to benchmarks/RESULTS.md.")
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("continual")
+def bench_continual(
+    memory: str = typer.Option("peam", help="none, peam, shared-lora, retrieval or moram."),
+    episodes: int = typer.Option(2, min=1, help="Episodes per task of each stage while playing."),
+    eval_episodes: int = typer.Option(2, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
+    stages: int = typer.Option(4, min=1, max=4, help="How many stages (gather, build, craft, survive) to run."),
+    out: Optional[str] = typer.Option(None, help="Directory for the PNGs and stores (default: benchmarks/continual)."),
+    device: str = typer.Option("cpu", help="auto (cuda when visible, else cpu), cpu or cuda."),
+    results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
+):
+    """Continual learning: categories arrive stage after stage; measure what the memory keeps."""
+    import shlex
+
+    from agent.continual import ContinualConfig, markdown, run_continual
+
+    cfg = ContinualConfig(memory=memory, stages=stages, episodes=episodes, eval_episodes=eval_episodes,
+                          device=device, out=out or "benchmarks/continual")
+    cfg.validate()  # before anything is written
+    console = _console()
+    result = run_continual(cfg, console)
+    command = "peam bench continual " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    import os
+
+    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
+    with open(results, "a") as fh:
+        fh.write("\n" + text)
+    console.print(f"BWT {100 * result['bwt']:+.1f} pp; final "
+                  + ", ".join(f"{s} {100 * r:.0f}%" for s, r in result["final"].items())
+                  + f"; plots {result['plots']['success']}, {result['plots']['fast_share']}; "
+                  f"appended to {results}")
+
+
 def _num(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 

@@ -35,7 +35,10 @@ class FastPolicy:
         self.index: dict[str, int] = {}
         if experts:
             _, cfg = read_expert(experts[0].path)
-            inject(self.policy, LoraConfig(r=cfg["r"], alpha=cfg["lora_alpha"], routing="category"))
+            if "peam" in cfg:  # a non-plain routing (MoRAM): its own config travels with it
+                inject(self.policy, LoraConfig.from_dict(cfg["peam"]))
+            else:
+                inject(self.policy, LoraConfig(r=cfg["r"], alpha=cfg["lora_alpha"], routing="category"))
             for i, ref in enumerate(experts):
                 add_expert(self.policy, ref.category)
                 load_expert(self.policy, ref.path, ref.category)
@@ -44,6 +47,7 @@ class FastPolicy:
         self.sample = sample  # sampling breaks the ties and loops an argmax policy falls into
         self.generator = torch.Generator().manual_seed(seed)
         self.version = tuple(sorted((e.category, e.expert_id or 0) for e in experts))
+        self.memory = None  # agent.world_memory.WorldMemory, set by the runner: the map input
 
     @classmethod
     def from_registry(cls, store, models_dir: str | Path, game: str, device: str = "cpu"):
@@ -88,7 +92,11 @@ class FastPolicy:
             name = self._expert_for(skill.category)
             expert = self.index[name] if name else -1
             set_expert_indices(self.policy, torch.tensor([expert], device=self.device))
-        logits, _done = self.policy(view, inv, facing, subgoal)  # (1, n_actions), (1,)
+        cells = None
+        if self.policy.map is not None and self.memory is not None:
+            radius = self.policy.config.map_radius
+            cells = torch.as_tensor(self.memory.crop(radius)[None], device=self.device).long()  # (1, M, M)
+        logits, _done = self.policy(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
         if self.sample:
             probs = torch.softmax(logits[0].float().cpu(), -1)
             action = int(torch.multinomial(probs, 1, generator=self.generator))

@@ -5,8 +5,9 @@
 - `shared-lora`: one LoRA expert fine-tuned stage after stage on everything (the baseline
   that forgets).
 - `retrieval`: a Voyager-style skill library of stored trajectories (memory/retrieval.py).
-- `moram`: rank-1 associative-memory experts; the layer exists (memory/moe_lora.py) but the
-  pipeline does not train it yet, so it is refused rather than faked.
+- `moram`: rank-1 associative-memory atoms (MoRAM), one frozen group per consolidated
+  category, router-free; groups are trained by `peam bench continual --memory moram` (the
+  queue's jobs train `peam` experts).
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ MODES = ("none", "peam", "shared-lora", "retrieval", "moram")
 def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ConfigError(f"unknown memory mode {mode!r}: use one of {', '.join(MODES)}")
-    if mode == "moram":
-        raise ConfigError("memory mode 'moram' is not available yet: its rank-1 layer exists but "
-                          "consolidation does not train it; use peam, shared-lora, retrieval or none")
 
 
 class MemoryFastPath:
@@ -67,8 +65,11 @@ class MemoryFastPath:
 
         if not (self.models_dir / "base" / "model.safetensors").is_file():
             return None
-        rows = [e for e in promoted(self.store, self.env.name) if e.skill is None and e.routing == "category"]
-        keep = [e for e in rows if (e.category == SHARED) == (self.mode == "shared-lora")]
+        rows = [e for e in promoted(self.store, self.env.name) if e.skill is None]
+        if self.mode == "moram":
+            keep = sorted((e for e in rows if e.routing == "moram"), key=lambda e: e.id)  # stage order
+        else:
+            keep = [e for e in rows if e.routing == "category" and (e.category == SHARED) == (self.mode == "shared-lora")]
         return FastPolicy(self.models_dir, [ref_of(e) for e in keep], self.device) if keep else None
 
 

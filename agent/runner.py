@@ -166,11 +166,13 @@ class Runner:
 
         start_step, t0 = state.steps, time.perf_counter()
         before = state.achievements.get(skill.achievement, 0)
-        views, invs, facings, actions, rewards = [], [], [], [], []
+        views, maps, invs, facings, actions, rewards = [], [], [], [], [], []
         outcome = "timeout"
         budget = segment_budget(skill)
         if path == "fast":
             budget = self.arbiter.fast_budget(skill, budget)
+            if hasattr(self.arbiter.fast, "memory"):
+                self.arbiter.fast.memory = self.executor.memory  # its own map, as the policy sees it
             act, monitor = self.arbiter.fast.act, ProgressMonitor(state.obs)
         else:
             act, monitor = self.executor.act, None
@@ -178,6 +180,7 @@ class Runner:
             obs = state.obs
             name = act(obs, skill)
             views.append(obs.local_view)
+            maps.append(self.executor.memory.crop(C.MAP_RADIUS))
             invs.append([obs.inventory.get(k, 0) for k in self.items])
             facings.append(obs.facing)
             actions.append(self.action_index[name])
@@ -203,7 +206,8 @@ class Runner:
             skill=skill.name, category=skill.category, path=path, outcome=outcome,
             start_step=start_step, steps=state.steps - start_step,
             wall_s=time.perf_counter() - t0, planner_calls=calls,
-            data={C.VIEW: np.asarray(views, np.int16), C.INVENTORY: np.asarray(invs, np.int16),
+            data={C.VIEW: np.asarray(views, np.int16), C.MAP: np.asarray(maps, np.int16),
+                  C.INVENTORY: np.asarray(invs, np.int16),
                   C.FACING: np.asarray(facings, np.int8), C.ACTION: np.asarray(actions, np.int16),
                   C.REWARD: np.asarray(rewards, np.float32)})
         return outcome, record

@@ -82,6 +82,18 @@ class WorldMemory:
 
     # -- queries ----------------------------------------------------------------------------
 
+    def crop(self, radius: int) -> np.ndarray:
+        """What the agent remembers around itself, (2r+1)² ids centred on it, creatures it
+        sees now drawn over the ground; 0 = never seen (and outside the world)."""
+        x, y = self.pos
+        out = self.static[x - radius:x + radius + 1, y - radius:y + radius + 1].copy()  # (M, M)
+        out[out < 0] = 0
+        for (cx, cy), v in self.creatures.items():
+            if abs(cx - x) <= radius and abs(cy - y) <= radius:
+                out[cx - x + radius, cy - y + radius] = v
+        out[radius, radius] = self.ids.get("player", 0)
+        return out
+
     def name_at(self, cell: tuple[int, int]) -> str:
         if cell in self.creatures:
             return self.names[self.creatures[cell]]

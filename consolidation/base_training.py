@@ -71,7 +71,7 @@ def train_base(store, *, epochs: int = 3, batch_size: int = 64, lr: float = 3e-4
     config = replace(config or PolicyConfig(), device=device)
     policy = build_policy(config, len(spec["cell_names"]), len(spec["items"]),
                           len(spec["action_names"]), spec["skill_names"])
-    data = SegmentDataset(store, policy.tokenizer, game=game)
+    data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=config.map_radius)
     if len(data) == 0:
         raise NoDataError(NO_DATA)
     split = data.split(val_fraction, seed)
@@ -122,8 +122,8 @@ def load_base(path: str | Path, device: str = "cpu") -> tuple[Policy, dict]:
     if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
         raise PeamError(f"{path} holds no base policy: run `peam train-base` first")
     doc = json.loads((path / CONFIG).read_text())
-    cfg = PolicyConfig(**{**doc["policy"], "view_shape": tuple(doc["policy"]["view_shape"]),
-                          "device": device})
+    saved = {"map_radius": 0, **doc["policy"]}  # bases saved before the map input had none
+    cfg = PolicyConfig(**{**saved, "view_shape": tuple(saved["view_shape"]), "device": device})
     policy = build_policy(cfg, doc["n_cells"], doc["n_items"], doc["n_actions"], doc["skill_names"])
     policy.load_state_dict(load_file(str(path / WEIGHTS), device=str(resolve_device(device))))
     return policy, doc
@@ -143,7 +143,7 @@ def train_category_experts(store, *, out_dir: str | Path, epochs: int = 3, batch
     """
     policy, doc = load_base(Path(out_dir) / BASE_DIR, device)
     game = doc["game"]
-    data = SegmentDataset(store, policy.tokenizer, game=game)
+    data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=policy.config.map_radius)
     if len(data) == 0:
         raise NoDataError(NO_DATA)
     lora = LoraConfig(r=rank, alpha=alpha, routing="category")
@@ -191,7 +191,8 @@ def _route(policy: nn.Module, index: int | None, n: int, device) -> None:
 
 
 def _losses(policy, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    logits, done_logit = policy(batch["view"], batch["inventory"], batch["facing"], batch["subgoal"])
+    logits, done_logit = policy(batch["view"], batch["inventory"], batch["facing"], batch["subgoal"],
+                                map=batch.get("map"))
     ce = F.cross_entropy(logits, batch["action"])
     bce = F.binary_cross_entropy_with_logits(done_logit, batch["done"])
     return ce + bce, logits, done_logit

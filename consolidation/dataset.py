@@ -31,10 +31,12 @@ class SegmentDataset:
     """
 
     def __init__(self, store, tokenizer, *, game: str | None = None, category: str | None = None,
-                 skill: str | None = None, path: str = "slow", limit: int | None = None):
+                 skill: str | None = None, path: str = "slow", limit: int | None = None,
+                 map_radius: int = C.MAP_RADIUS):
         rows = store.segments(path=path, outcome="success", category=category, skill=skill,
                               game=game, limit=limit)
-        views, invs, facings, actions, dones, seg_ids = [], [], [], [], [], []
+        views, maps, invs, facings, actions, dones, seg_ids = [], [], [], [], [], [], []
+        side = 2 * map_radius + 1
         self.skills: list[str] = []
         self.categories: list[str] = []
         self.segment_ids: list[int] = []  # the store's ids
@@ -48,6 +50,7 @@ class SegmentDataset:
             self.categories.append(row.category)
             self.segment_ids.append(row.id)
             views.append(data[C.VIEW].astype(np.int64))
+            maps.append(_map_of(data, n, side))
             invs.append(data[C.INVENTORY].astype(np.float32))
             facings.append(data[C.FACING].astype(np.float32))
             actions.append(data[C.ACTION].astype(np.int64))
@@ -57,6 +60,7 @@ class SegmentDataset:
             seg_ids.append(np.full(n, k, np.int64))
         if not self.skills:
             self.view = torch.zeros(0, 9, 7, dtype=torch.long)
+            self.map = torch.zeros(0, side, side, dtype=torch.long)
             self.inventory = torch.zeros(0, 0)
             self.facing = torch.zeros(0, 2)
             self.action = torch.zeros(0, dtype=torch.long)
@@ -65,6 +69,7 @@ class SegmentDataset:
             self.subgoal = torch.zeros(0, tokenizer.max_words, dtype=torch.long)
             return
         self.view = torch.from_numpy(np.concatenate(views))
+        self.map = torch.from_numpy(np.concatenate(maps))
         self.inventory = torch.from_numpy(np.concatenate(invs))
         self.facing = torch.from_numpy(np.concatenate(facings))
         self.action = torch.from_numpy(np.concatenate(actions))
@@ -82,7 +87,8 @@ class SegmentDataset:
 
     def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """The samples at `idx`, on `device`, keyed as the policy's forward takes them + targets."""
-        return {"view": self.view[idx].to(device), "inventory": self.inventory[idx].to(device),
+        return {"view": self.view[idx].to(device), "map": self.map[idx].to(device),
+                "inventory": self.inventory[idx].to(device),
                 "facing": self.facing[idx].to(device), "subgoal": self.subgoal[idx].to(device),
                 "action": self.action[idx].to(device), "done": self.done[idx].to(device)}
 
@@ -104,3 +110,15 @@ class SegmentDataset:
 
     def segments_of(self, category: str) -> list[int]:
         return [i for i, c in enumerate(self.categories) if c == category]
+
+
+def _map_of(data: dict, n: int, side: int) -> np.ndarray:
+    """The recorded map crop, centre-cropped to `side`; zeros ("never seen") for segments
+    recorded before maps were (the policy then learns from the view alone)."""
+    if C.MAP not in data or side <= 1:
+        return np.zeros((n, max(side, 1), max(side, 1)), np.int64)
+    m = data[C.MAP].astype(np.int64)
+    off = (m.shape[1] - side) // 2
+    if off < 0:
+        return np.pad(m, ((0, 0), (-off, -off), (-off, -off)))
+    return m[:, off:off + side, off:off + side]

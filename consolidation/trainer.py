@@ -41,6 +41,7 @@ class ExpertTrainingConfig:
     preference_weight: float = 1.0
     max_pair_steps: int = 32  # steps of each side of a pair that enter the preference term
     patience: int = 3
+    moram_top_k: int = 4  # MoRAM: atoms kept per token (of all stages' atoms)
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "cpu"
@@ -58,21 +59,30 @@ class Candidate:
 def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag: str,
                  current_path: str | None = None, config: ExpertTrainingConfig | None = None,
                  progress: bool = False, data_category: str | None = None,
-                 init_from: str | None = None) -> Candidate:
+                 init_from: str | None = None, routing: str = "category",
+                 previous: list[str] | None = None) -> Candidate:
     """Train, save and register a candidate expert for `category`; `tag` names its directory.
 
     The baselines reuse this recipe: `data_category` trains on another category's data than the
     expert is registered for, and `init_from` starts from an existing expert's weights instead
     of a fresh one (a single shared LoRA fine-tuned stage after stage: the forgetting
-    baseline)."""
+    baseline). `routing="moram"` trains the next group of rank-1 atoms of MoRAM instead: the
+    atom groups of earlier stages (`previous`, in order) are loaded frozen, and the new group
+    is the only trainable part; no router, the atoms self-activate."""
     cfg = config or ExpertTrainingConfig()
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
     policy, _doc = load_base(Path(models_dir) / BASE_DIR, cfg.device)
-    lora = LoraConfig(r=cfg.rank, alpha=cfg.alpha, routing="category")
+    if routing == "moram":
+        lora = LoraConfig(r=cfg.rank, alpha=cfg.alpha, routing="moram", top_k=cfg.moram_top_k)
+    else:
+        lora = LoraConfig(r=cfg.rank, alpha=cfg.alpha, routing="category")
     inject(policy, lora)
     ref_index = -1  # no current expert: the reference is the base alone
-    if current_path is not None:
+    for i, path in enumerate(previous or []):  # MoRAM: earlier stages' atoms, frozen
+        add_expert(policy, f"stage{i}")
+        load_expert(policy, path, f"stage{i}")
+    if current_path is not None and routing != "moram":
         add_expert(policy, REFERENCE)
         load_expert(policy, current_path, REFERENCE)
         ref_index = expert_names(policy).index(REFERENCE)
@@ -83,14 +93,15 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
     frozen = {n: p.detach().clone() for n, p in policy.named_parameters()}
 
     data_category = data_category or category
-    data = SegmentDataset(store, policy.tokenizer, game=game, category=data_category)
+    data = SegmentDataset(store, policy.tokenizer, game=game, category=data_category,
+                          map_radius=policy.config.map_radius)
     pairs = _pair_batch(mine_pairs(store, game=game, category=data_category), policy, cfg)
     if len(data) == 0 and pairs is None:
         raise NoDataError(f"{NO_DATA} (category {category})")
     split = data.split(cfg.val_fraction, cfg.seed)
     before = _evaluate(policy, data, split.val, cfg.batch_size, ref_index) if len(split.val) else None
     params = trainable_only(policy, CANDIDATE)
-    ref_logps = _pair_logps(policy, pairs, ref_index) if pairs is not None else None
+    ref_logps = reference_logps(policy, pairs, ref_index) if pairs is not None else None
     fit = _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress)
 
     policy.requires_grad_(False)
@@ -105,7 +116,7 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
                "reference": "base" if current_path is None else current_path,
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
-    expert_id = register_expert(store, game=game, category=category, routing="category",
+    expert_id = register_expert(store, game=game, category=category, routing=routing,
                                 rank=cfg.rank, path=str(path), sha256=digest, params=n_params,
                                 metrics=metrics)
     return Candidate(expert_id, str(path), digest, n_params, metrics)
@@ -116,11 +127,15 @@ def _pair_batch(pairs: list[FailureCorrectionPair], policy, cfg: ExpertTrainingC
     belongs to: 2i is pair i's correction (chosen), 2i+1 its failure (rejected)."""
     if not pairs:
         return None
-    parts = {k: [] for k in ("view", "inventory", "facing", "subgoal", "action", "owner")}
+    from consolidation.dataset import _map_of
+
+    side = 2 * policy.config.map_radius + 1
+    parts = {k: [] for k in ("view", "map", "inventory", "facing", "subgoal", "action", "owner")}
     for i, pair in enumerate(pairs):
         for side, steps in ((0, pair.correction), (1, pair.failure)):
             n = min(len(steps[C.ACTION]), cfg.max_pair_steps)
             parts["view"].append(torch.as_tensor(steps[C.VIEW][:n]).long())
+            parts["map"].append(torch.as_tensor(_map_of(steps, len(steps[C.ACTION]), side)[:n]).long())
             parts["inventory"].append(torch.as_tensor(steps[C.INVENTORY][:n]).float())
             parts["facing"].append(torch.as_tensor(steps[C.FACING][:n]).float())
             parts["action"].append(torch.as_tensor(steps[C.ACTION][:n]).long())
@@ -132,11 +147,19 @@ def _pair_batch(pairs: list[FailureCorrectionPair], policy, cfg: ExpertTrainingC
     return batch
 
 
+@torch.no_grad()
+def reference_logps(policy, pairs, route: int) -> torch.Tensor:
+    """The pairs' log-likelihoods under the policy before this job: a constant of the DPO
+    objective. Without no_grad they would keep a graph through the stacked experts (the new
+    one included), and the second optimiser step would backpropagate through it again."""
+    return _pair_logps(policy, pairs, route)
+
+
 def _pair_logps(policy, pairs, route: int) -> torch.Tensor:
     """(2 × pairs,) summed log-likelihoods of both sides under `route`."""
     n = len(pairs["action"])
     set_expert_indices(policy, torch.full((n,), route, dtype=torch.long, device=pairs["action"].device))
-    logits, _ = policy(pairs["view"], pairs["inventory"], pairs["facing"], pairs["subgoal"])
+    logits, _ = policy(pairs["view"], pairs["inventory"], pairs["facing"], pairs["subgoal"], map=pairs["map"])
     return sequence_logp(logits, pairs["action"], pairs["owner"], 2 * pairs["n"])
 
 

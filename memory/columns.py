@@ -2,6 +2,7 @@
 
 VIEW = "view"  # (T, W, H) int16: the agent-visible local view, ids of Env.cell_names
 INVENTORY = "inventory"  # (T, n_items) int16: items and vitals, in the catalog's item order
+MAP = "map"  # (T, M, M) int16: the agent's own remembered cells around it, 0 = never seen
 FACING = "facing"  # (T, 2) int8: the player sprite's direction
 ACTION = "action"  # (T,) int16: the action taken after seeing that step's observation
 REWARD = "reward"  # (T,) float32
@@ -10,6 +11,7 @@ CATEGORY = "category"
 PATH = "path"  # "slow" (planner + deliberate executor) or "fast" (policy + expert)
 OUTCOME = "outcome"  # "success", "failure", "timeout", "interrupted"
 
-STEP_KEYS = (VIEW, INVENTORY, FACING, ACTION, REWARD)
+STEP_KEYS = (VIEW, MAP, INVENTORY, FACING, ACTION, REWARD)
+MAP_RADIUS = 8  # MAP is (2·8+1)² = 17×17 cells: a short walk in every direction
 PATHS = ("slow", "fast")
 OUTCOMES = ("success", "failure", "timeout", "interrupted")

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.errors import ConfigError
+from memory.columns import MAP_RADIUS
 
 
 @dataclass
@@ -28,6 +29,7 @@ class PolicyConfig:
     use_image: bool = False  # a small CNN over the rgb frame; off by default, for speed
     image_size: int = 64
     max_subgoal_words: int = 4
+    map_radius: int = MAP_RADIUS  # the agent's own remembered map around it, (2r+1)² cells; 0 = off
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -118,6 +120,28 @@ class ImageEncoder(nn.Module):
         return self.to_tokens(self.conv(x).flatten(2).transpose(1, 2))  # (B, 4, d)
 
 
+class MapEncoder(nn.Module):
+    """The agent's own map around it (ids, 0 = never seen) -> a 5×5 grid of tokens. What the
+    slow path walks towards is often remembered, not on screen: without it, imitating the slow
+    path is guessing (measured: 0% of collect_wood acting alone from the 9×7 view only)."""
+
+    def __init__(self, n_cells: int, d_model: int, size: int):
+        super().__init__()
+        self.emb = nn.Embedding(n_cells, 16)
+        self.conv = nn.Sequential(
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(64, d_model, 3, stride=2, padding=1),
+        )
+        side = (size + 3) // 4  # two stride-2 convolutions
+        self.pos = nn.Parameter(torch.zeros(side * side, d_model))
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, cells: torch.Tensor) -> torch.Tensor:
+        x = self.emb(cells.long()).permute(0, 3, 1, 2)  # (B, 16, S, S)
+        return self.conv(x).flatten(2).transpose(1, 2) + self.pos  # (B, side², d)
+
+
 class Policy(nn.Module):
     """Tokens: [summary, inventory, facing, 63 view cells, (4 image), subgoal words].
     Heads on the summary token: action logits and the "subgoal done" logit."""
@@ -135,6 +159,8 @@ class Policy(nn.Module):
         self.word_emb = nn.Embedding(len(self.tokenizer), d)
         self.word_pos = nn.Parameter(torch.zeros(cfg.max_subgoal_words, d))
         self.image = ImageEncoder(d) if cfg.use_image else None
+        self.map_size = 2 * cfg.map_radius + 1
+        self.map = MapEncoder(n_cells, d, self.map_size) if cfg.map_radius > 0 else None
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.action_head = nn.Linear(d, n_actions)
@@ -142,9 +168,10 @@ class Policy(nn.Module):
         for p in (self.summary, self.pos_x, self.pos_y, self.word_pos):
             nn.init.normal_(p, std=0.02)
 
-    def forward(self, view, inventory, facing, subgoal, image=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, view, inventory, facing, subgoal, image=None, map=None) -> tuple[torch.Tensor, torch.Tensor]:
         """view (B, W, H) long; inventory (B, n_items); facing (B, 2); subgoal (B, words) long
-        from `tokenizer.encode`; image (B, S, S, 3) uint8 when `use_image`."""
+        from `tokenizer.encode`; image (B, S, S, 3) uint8 when `use_image`; map (B, M, M) long,
+        the agent's own map around it, when `map_radius` > 0 (zeros, "never seen", if absent)."""
         b = view.shape[0]
         cells = (self.cell_emb(view.long()) + self.pos_x + self.pos_y).flatten(1, 2)  # (B, W*H, d)
         status = torch.stack([self.inventory_in(inventory.float()), self.facing_in(facing.float())], 1)  # (B, 2, d)
@@ -152,6 +179,10 @@ class Policy(nn.Module):
         parts = [self.summary.expand(b, -1, -1), status, cells]
         if self.image is not None:
             parts.append(self.image(image))  # (B, 4, d)
+        if self.map is not None:
+            if map is None:
+                map = torch.zeros(b, self.map_size, self.map_size, dtype=torch.long, device=view.device)
+            parts.append(self.map(map))  # (B, 25, d)
         x = torch.cat(parts + [words], dim=1)  # (B, T, d)
         n_fixed = x.shape[1] - words.shape[1]
         keep = torch.cat([torch.ones(b, n_fixed, dtype=torch.bool, device=x.device), subgoal != 0], 1)  # (B, T)

@@ -1,0 +1,514 @@
+"""`peam bench continual`: skill categories arrive one after another; does the memory keep
+what it learned earlier?
+
+Stages (in order): gather, build, craft, survive. At each stage the agent plays that stage's
+skills as tasks on fixed seeds with the current memory as its fast path (everything recorded in
+a fresh SQLite store per memory mode), the memory consolidates, then the fast path is measured
+on held-out seeds on EVERY skill of this and the earlier stages: the matrix R[stage][skill].
+
+Memory modes:
+  none         the slow path alone, no consolidation: there is no fast path (R is 0 throughout).
+  peam         one category job per stage through the queue, worker and pipeline (train an
+               isolated expert, gate it in the game, promote it), exactly as `peam demo`.
+  shared-lora  one expert "shared" serving every category, fine-tuned stage after stage on the
+               new stage's data only, starting from the previous stage's weights. The baseline
+               has no gate: it is promoted unconditionally (what a naive fine-tuner does).
+  retrieval    a skill library of remembered slow-path successes (memory/retrieval.py),
+               rebuilt from the store after each stage.
+  moram        MoRAM: per stage, one new group of rank-1 atoms trained on the stage's data with every
+               earlier group frozen; router-free (atoms self-activate); promoted without a gate.
+
+Reported: final fast-path success per skill, forgetting (max over earlier stages − final),
+BWT (mean of final − success right after the skill's own stage, over skills learned before the
+last stage), the share of steps on the fast path while playing, planner calls per episode,
+median wall ms per decision on each path, parameters (or bytes) held per category, and two PNGs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from envs.errors import ConfigError, PeamError
+
+STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("gather", ("collect_wood", "collect_stone")),
+    ("build", ("place_table", "place_stone")),
+    ("craft", ("make_wood_pickaxe", "make_stone_pickaxe")),
+    ("survive", ("collect_drink",)),
+)
+MODES = ("none", "peam", "shared-lora", "retrieval", "moram")
+GAME = "crafter"
+SEED_BASE = 10_000  # play seeds: stage i, task j, episode k -> SEED_BASE + 1000 i + 100 j + k
+
+
+@dataclass
+class ContinualConfig:
+    memory: str = "peam"
+    stages: int = len(STAGES)  # how many of STAGES to run, in order
+    episodes: int = 2  # per task (skill) of a stage, while playing
+    eval_episodes: int = 2  # held-out episodes per skill, per evaluation (and at peam's gate)
+    seed: int = SEED_BASE
+    device: str = "cpu"
+    out: str | None = None  # PNGs (and the stores) go here; default: a temp dir
+    expert_epochs: int = 8
+    base_epochs: int = 8
+    eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
+
+    def validate(self) -> None:
+        if self.memory not in MODES:
+            raise ConfigError(f"unknown memory mode {self.memory!r}; use one of {', '.join(MODES)}")
+        if not 1 <= self.stages <= len(STAGES):
+            raise ConfigError(f"stages must be 1..{len(STAGES)}, got {self.stages}")
+        if self.episodes < 1 or self.eval_episodes < 1:
+            raise ConfigError("episodes and eval_episodes must be >= 1")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+
+
+class _Timed:
+    """A fast path (FastPolicy or SkillLibrary) whose `act` calls are timed."""
+
+    def __init__(self, inner, sink: list[float]):
+        self.inner, self.sink = inner, sink
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def reset(self, seed: int = 0) -> None:
+        _reset(self.inner, seed)
+
+    def act(self, obs, skill):
+        t0 = time.perf_counter()
+        try:
+            return self.inner.act(obs, skill)
+        finally:
+            self.sink.append(time.perf_counter() - t0)
+
+
+def _timed_fn(fn, sink: list[float]):
+    def wrapped(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return fn(*a, **kw)
+        finally:
+            sink.append(time.perf_counter() - t0)
+    return wrapped
+
+
+def _reset(fast, seed: int) -> None:
+    """A library forgets its loop-breaking history; a FastPolicy reseeds its sampler."""
+    from memory.retrieval import SkillLibrary
+
+    if isinstance(fast, SkillLibrary):
+        fast.reset()
+    elif fast is not None and hasattr(fast, "reset"):
+        fast.reset(seed)
+
+
+def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
+                  max_steps: int | None = None) -> dict[str, dict]:
+    """Any fast-path object's held-out success per skill, as `agent.evaluation.fast_success`
+    measures a FastPolicy: the fast path forced on every covered skill (the slow path corrects
+    and does the rest); a skill's rate is the share of its fast-path attempts that succeeded."""
+    from agent.arbiter import Arbiter
+    from agent.evaluation import EVAL_SEED_BASE, EVAL_STEPS
+    from agent.runner import Runner
+    from envs.tasks import resolve_task
+
+    slow_mean = {r.name: r.mean_steps for r in store.skill_table(env.name) if r.mean_steps}
+    fast = _Timed(fast, [])  # the runner resets it per episode, whichever kind it is
+    runner = Runner(env, arbiter=Arbiter(fast, slow_mean, force_fast=True))
+    out = {}
+    for skill in skills:
+        attempts = successes = 0
+        task = resolve_task(skill, env.catalog, max_steps or EVAL_STEPS)
+        for i in range(episodes):
+            _reset(fast, EVAL_SEED_BASE + i)
+            result = runner.run_episode(task, EVAL_SEED_BASE + i)
+            for (name, outcome), path in zip(result.outcomes, result.paths):
+                if name == skill and path == "fast" and outcome != "interrupted":
+                    attempts += 1
+                    successes += outcome == "success"
+        out[skill] = {"attempts": attempts, "successes": successes,
+                      "rate": successes / attempts if attempts else 0.0}
+    return out
+
+
+@dataclass
+class _Mode:
+    """One memory mode's store, models and fast path."""
+
+    cfg: ContinualConfig
+    store: object
+    env: object
+    models: Path
+    shared_path: str | None = None
+    library: object | None = None
+    log: list[str] = field(default_factory=list)
+
+    def fast(self):
+        from agent.fast_path import FastPolicy
+
+        m = self.cfg.memory
+        if m == "none":
+            return None
+        if m == "retrieval":
+            return self.library
+        if m == "moram":
+            refs = self._moram_refs()
+            return FastPolicy(self.models, refs, self.cfg.device) if refs else None
+        return FastPolicy.from_registry(self.store, self.models, GAME, self.cfg.device)
+
+    def _moram_refs(self):
+        from memory.registry import promoted, ref_of
+
+        return [ref_of(e) for e in sorted(promoted(self.store, GAME), key=lambda e: e.id)
+                if e.routing == "moram"]
+
+    def consolidate(self, stage: str, index: int) -> None:
+        m = self.cfg.memory
+        if m == "none":
+            return
+        if m == "retrieval":
+            from memory.retrieval import SkillLibrary
+
+            self.library = SkillLibrary.for_env(self.store, self.env)
+            self.log.append(f"{stage}: library rebuilt, {self.library.version} segments, "
+                            f"{self.library.size_bytes} bytes")
+            return
+        if m == "peam":
+            self._peam(stage)
+        elif m == "moram":
+            self._moram(stage, index)
+        else:
+            self._shared(stage, index)
+
+    def _moram(self, stage: str, index: int) -> None:
+        from consolidation.base_training import BASE_DIR, NoDataError, train_base
+        from consolidation.trainer import ExpertTrainingConfig, train_expert
+        from memory.registry import promote
+
+        if not (self.models / BASE_DIR / "model.safetensors").is_file():
+            train_base(self.store, epochs=self.cfg.base_epochs, device=self.cfg.device,
+                       out_dir=self.models, game=GAME, progress=False)
+        try:
+            cand = train_expert(self.store, models_dir=self.models, game=GAME, category=stage,
+                                tag=f"moram-stage{index}", routing="moram",
+                                previous=[r.path for r in self._moram_refs()],
+                                config=ExpertTrainingConfig(device=self.cfg.device,
+                                                            epochs=self.cfg.expert_epochs))
+        except NoDataError as exc:
+            self.log.append(f"{stage}: atoms not trained ({exc})")
+            return
+        promote(self.store, cand.expert_id)  # old atoms are frozen by construction; no gate
+        self.log.append(f"{stage}: {cand.params} new MoRAM atom parameters #{cand.expert_id} "
+                        f"(val acc {_num(cand.metrics.get('val_accuracy'))}), earlier atoms frozen")
+
+    def _peam(self, stage: str) -> None:
+        from agent.evaluation import run_job
+        from consolidation.pipeline import ConsolidationConfig, run_pipeline
+        from consolidation.queue import enqueue
+        from consolidation.trainer import ExpertTrainingConfig
+        from consolidation.worker import Worker
+        from agent.evaluation import EVAL_STEPS
+        from agent.fast_path import FastPolicy
+
+        mode = self
+
+        enqueue(self.store, game=GAME, category=stage, reason=f"continual benchmark, stage {stage}")
+        cfg, store, models = self.cfg, self.store, self.models
+
+        def process(job, beat):
+            if (cfg.expert_epochs, cfg.base_epochs, cfg.eval_steps) == (8, 8, EVAL_STEPS):
+                return run_job(store, job, beat, device=cfg.device, models_dir=models,
+                               episodes=cfg.eval_episodes)  # the defaults: demo's very call
+
+            def evaluate(refs, skills, n):  # smaller budgets (tests): the same measurement
+                return evaluate_fast(FastPolicy(models, refs, cfg.device, seed=0), store,
+                                     mode.env, skills, n, cfg.eval_steps)
+
+            return run_pipeline(store, job, beat, evaluate=evaluate, models_dir=models,
+                                config=ConsolidationConfig(
+                                    device=cfg.device, eval_episodes=cfg.eval_episodes,
+                                    forgetting_episodes=1, base_epochs=cfg.base_epochs,
+                                    expert=ExpertTrainingConfig(device=cfg.device,
+                                                                epochs=cfg.expert_epochs)))
+
+        worker = Worker(store, process, lease_s=3600, name="continual")
+        while (job := worker.run_once()) is not None:
+            m = job.metrics or {}
+            self.log.append(f"{stage}: job #{job.id} {job.target} {job.status}"
+                            + (f", candidate {m.get('candidate_success', 0):.2f} vs current "
+                               f"{m.get('current_success', 0):.2f}" if "candidate_success" in m
+                               else f" {job.error or ''}"))
+
+    def _shared(self, stage: str, index: int) -> None:
+        from consolidation.base_training import BASE_DIR, NoDataError, train_base
+        from consolidation.trainer import ExpertTrainingConfig, train_expert
+        from agent.fast_path import SHARED
+        from memory.registry import promote
+
+        if not (self.models / BASE_DIR / "model.safetensors").is_file():
+            train_base(self.store, epochs=self.cfg.base_epochs, device=self.cfg.device,
+                       out_dir=self.models, game=GAME, progress=False)
+        try:
+            cand = train_expert(self.store, models_dir=self.models, game=GAME, category=SHARED,
+                                tag=f"stage{index}", current_path=self.shared_path,
+                                config=ExpertTrainingConfig(device=self.cfg.device,
+                                                            epochs=self.cfg.expert_epochs),
+                                data_category=stage, init_from=self.shared_path)
+        except NoDataError as exc:
+            self.log.append(f"{stage}: shared expert not trained ({exc})")
+            return
+        promote(self.store, cand.expert_id)  # no gate: the baseline promotes every stage
+        self.shared_path = cand.path
+        self.log.append(f"{stage}: shared expert #{cand.expert_id} ({cand.metrics.get('samples')} "
+                        f"samples, val acc {_num(cand.metrics.get('val_accuracy'))}) promoted unconditionally")
+
+    def evaluate(self, skills: list[str]) -> dict[str, dict]:
+        if self.cfg.memory == "none":
+            return {s: {"attempts": 0, "successes": 0, "rate": 0.0} for s in skills}
+        if self.cfg.memory == "retrieval":
+            return evaluate_fast(self.library, self.store, self.env, skills, self.cfg.eval_episodes,
+                                 self.cfg.eval_steps)
+        from agent.evaluation import EVAL_STEPS, fast_success
+        from agent.fast_path import FastPolicy
+        from memory.registry import promoted, ref_of
+
+        refs = ([ref_of(e) for e in promoted(self.store, GAME) if e.routing == "category" and e.skill is None]
+                if self.cfg.memory != "moram" else self._moram_refs())
+        if not refs or not (self.models / "base" / "model.safetensors").is_file():
+            return {s: {"attempts": 0, "successes": 0, "rate": 0.0} for s in skills}
+        if self.cfg.eval_steps == EVAL_STEPS:
+            return fast_success(self.store, self.models, GAME, refs, skills, self.cfg.eval_episodes,
+                                self.cfg.device)
+        return evaluate_fast(FastPolicy(self.models, refs, self.cfg.device, seed=0), self.store,
+                             self.env, skills, self.cfg.eval_episodes, self.cfg.eval_steps)
+
+    def footprint(self) -> dict[str, int]:
+        """Parameters held per category by the fast path (retrieval: the library's bytes)."""
+        if self.cfg.memory == "none":
+            return {}
+        if self.cfg.memory == "retrieval":
+            return {"library_bytes": self.library.size_bytes if self.library is not None else 0}
+        from memory.registry import promoted
+
+        out: dict[str, int] = {}
+        for e in promoted(self.store, GAME):
+            out[e.category] = out.get(e.category, 0) + int(e.params)
+        return out
+
+
+def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow_t: list) -> dict:
+    from agent.arbiter import Arbiter
+    from agent.runner import Runner
+    from envs.tasks import resolve_task
+
+    store, env, cfg = mode.store, mode.env, mode.cfg
+    fast = mode.fast()
+    slow_mean = {r.name: r.mean_steps for r in store.skill_table(GAME) if r.mean_steps}
+    run_id = store.start_run(env=env.name, task=f"continual stage {stage_i}", planner="symbolic",
+                             memory_mode=cfg.memory, config={"stage": stage_i})
+    arbiter = Arbiter(_Timed(fast, fast_t) if fast is not None else None, slow_mean)
+    runner = Runner(env, recorder=store, run_id=run_id, arbiter=arbiter)
+    runner.executor.act = _timed_fn(runner.executor.act, slow_t)
+    steps = fast_steps = calls = n = wins = 0
+    per_task = {}
+    for j, skill in enumerate(skills):
+        got = 0
+        for k in range(cfg.episodes):
+            seed = cfg.seed + 1000 * stage_i + 100 * j + k
+            _reset(fast, seed)
+            r = runner.run_episode(resolve_task(skill, env.catalog), seed)
+            steps, fast_steps, calls, n = steps + r.steps, fast_steps + r.fast_steps, calls + r.planner_calls, n + 1
+            got += r.success
+        per_task[skill] = got / cfg.episodes
+        wins += got
+    store.finish_run(run_id, "finished")
+    return {"steps": steps, "fast_steps": fast_steps, "fast_share": fast_steps / max(steps, 1),
+            "planner_calls_per_episode": calls / max(n, 1), "episodes": n,
+            "task_success": per_task}
+
+
+def _median_ms(xs: list[float]) -> float | None:
+    return 1000 * statistics.median(xs) if xs else None
+
+
+def run_continual(config: ContinualConfig, console=None) -> dict:
+    """Run every stage for one memory mode; returns the matrix, the metrics and the PNG paths."""
+    from rich.console import Console
+
+    from envs import make_env
+    from memory.store import Store
+
+    config.validate()
+    if config.device == "auto":
+        import torch
+
+        config.device = "cuda" if torch.cuda.is_available() else "cpu"
+    console = console or Console()
+    out = Path(config.out) if config.out else Path(tempfile.mkdtemp(prefix="peam-continual-"))
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"peam-continual-{config.memory}-"))  # store + models
+    store = Store.open(f"sqlite:///{work}/peam.db")
+    env = make_env(GAME)
+    store.sync_skills(env.catalog)
+    mode = _Mode(config, store, env, work / "models")
+    stages = STAGES[:config.stages]
+    fast_t: list[float] = []
+    slow_t: list[float] = []
+    matrix: list[dict[str, float]] = []
+    plays, evals = [], []
+    t_start = time.perf_counter()
+    try:
+        for i, (stage, skills) in enumerate(stages):
+            t0 = time.perf_counter()
+            with console.status(f"[{config.memory}] stage {i + 1}/{len(stages)} {stage}: playing "
+                                f"{', '.join(skills)}") as status:
+                play = _play(mode, i, skills, fast_t, slow_t)
+                status.update(f"[{config.memory}] stage {i + 1}/{len(stages)} {stage}: consolidating")
+                t1 = time.perf_counter()
+                mode.consolidate(stage, i)
+                play["play_s"], play["consolidate_s"] = t1 - t0, time.perf_counter() - t1
+                t1 = time.perf_counter()
+                seen = [s for _, sk in stages[:i + 1] for s in sk]
+                status.update(f"[{config.memory}] stage {i + 1}/{len(stages)} {stage}: evaluating "
+                              f"{len(seen)} skills")
+                ev = mode.evaluate(seen)
+                play["evaluate_s"] = time.perf_counter() - t1
+            plays.append(play)
+            evals.append(ev)
+            matrix.append({s: ev[s]["rate"] for s in seen})
+            console.print(f"  [{config.memory}] stage {i + 1} {stage:<8} fast share "
+                          f"{100 * play['fast_share']:3.0f}%, planner calls/ep "
+                          f"{play['planner_calls_per_episode']:.1f}, fast success "
+                          + ", ".join(f"{s} {100 * r:.0f}%" for s, r in matrix[-1].items())
+                          + f" ({play['play_s']:.0f} s play, {play['consolidate_s']:.0f} s "
+                          f"consolidation, {play['evaluate_s']:.0f} s evaluation)")
+        footprint = mode.footprint()
+    finally:
+        store.close()
+    skills_all = [s for _, sk in stages for s in sk]
+    own = {s: i for i, (_, sk) in enumerate(stages) for s in sk}
+    final = matrix[-1]
+    forgetting = {s: (max(matrix[k][s] for k in range(own[s], len(stages) - 1)) - final[s]
+                      if own[s] < len(stages) - 1 else 0.0) for s in skills_all}
+    earlier = [s for s in skills_all if own[s] < len(stages) - 1]
+    bwt = (sum(final[s] - matrix[own[s]][s] for s in earlier) / len(earlier)) if earlier else 0.0
+    result = {
+        "config": asdict(config), "stages": [s for s, _ in stages], "skills": skills_all,
+        "own_stage": own, "matrix": matrix, "evaluations": evals, "play": plays,
+        "final": final, "forgetting": forgetting, "bwt": bwt,
+        "fast_share": [p["fast_share"] for p in plays],
+        "planner_calls_per_episode": [p["planner_calls_per_episode"] for p in plays],
+        "median_ms": {"fast": _median_ms(fast_t), "slow": _median_ms(slow_t)},
+        "decisions": {"fast": len(fast_t), "slow": len(slow_t)},
+        "footprint": footprint, "log": mode.log,
+        "note": ("no fast path exists without a memory: R is 0 by definition"
+                 if config.memory == "none" else None),
+        "wall_s": time.perf_counter() - t_start, "out": str(out),
+    }
+    result["plots"] = _plots(result, out)
+    return result
+
+
+def _plots(result: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mem, stages = result["config"]["memory"], result["stages"]
+    x = list(range(1, len(stages) + 1))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for s in result["skills"]:
+        xs = [i + 1 for i, row in enumerate(result["matrix"]) if s in row]
+        ax.plot(xs, [result["matrix"][i - 1][s] for i in xs], marker="o", label=s)
+    ax.set_xticks(x, stages)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_xlabel("stage (category arriving)")
+    ax.set_ylabel("held-out fast-path success")
+    ax.set_title(f"continual: success per skill after each stage ({mem})")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    success = out / f"continual_{mem}_success.png"
+    fig.savefig(success, dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(x, [100 * v for v in result["fast_share"]])
+    ax.set_xticks(x, stages)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("% of steps on the fast path")
+    ax.set_title(f"continual: fast-path share while playing ({mem})")
+    fig.tight_layout()
+    share = out / f"continual_{mem}_fast_share.png"
+    fig.savefig(share, dpi=100)
+    plt.close(fig)
+    return {"success": str(success), "fast_share": str(share)}
+
+
+def _pct(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _ms(x) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
+def markdown(result: dict, command: str, relative_to: str | Path | None = None) -> str:
+    """A RESULTS.md section: command, machine, date, the matrix, the metrics, the plots."""
+    cfg, stages, skills = result["config"], result["stages"], result["skills"]
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    ms = result["median_ms"]
+
+    def link(p):
+        if relative_to is None:
+            return p
+        return os.path.relpath(p, relative_to)
+
+    lines = [f"## Continual learning, memory `{cfg['memory']}` ({now})", "",
+             f"`{command}` on {platform.machine()}, {os.cpu_count()} cores, device {cfg['device']}; "
+             f"{result['wall_s']:.0f} s wall. Stages {', '.join(stages)}; {cfg['episodes']} episode(s) "
+             f"per task while playing, {cfg['eval_episodes']} held-out episode(s) per skill per evaluation.", ""]
+    if result.get("note"):
+        lines += [f"Note: {result['note']}.", ""]
+    if cfg["memory"] == "shared-lora":
+        lines += ["Note: the shared-LoRA baseline has no gate; its expert is promoted after every stage.", ""]
+    lines += ["Held-out fast-path success R[stage][skill] (rows: after each stage):", "",
+              "| after stage | " + " | ".join(skills) + " |",
+              "| --- |" + " ---: |" * len(skills)]
+    for stage, row in zip(stages, result["matrix"]):
+        lines.append(f"| {stage} | " + " | ".join(_pct(row.get(s)) if s in row else "·" for s in skills) + " |")
+    last = result["evaluations"][-1]
+    lines += ["", "| skill | final | final fast-path successes / attempts | forgetting (max earlier − final) |",
+              "| --- | ---: | ---: | ---: |"]
+    for s in skills:
+        lines.append(f"| {s} | {_pct(result['final'][s])} | {last[s]['successes']}/{last[s]['attempts']} | "
+                     f"{100 * result['forgetting'][s]:+.0f} pp |")
+    fp = ", ".join(f"{k} {v:,}" for k, v in result["footprint"].items()) or "none"
+    lines += ["", f"BWT (mean final − right after own stage): **{100 * result['bwt']:+.1f} pp**. "
+              f"Fast-path share of steps per stage: "
+              + ", ".join(f"{s} {100 * v:.0f}%" for s, v in zip(stages, result["fast_share"]))
+              + ". Planner calls per episode per stage: "
+              + ", ".join(f"{v:.1f}" for v in result["planner_calls_per_episode"])
+              + f". Median ms per decision: fast {_ms(ms['fast'])} "
+              f"({result['decisions']['fast']} decisions), slow "
+              f"{_ms(ms['slow'])} ({result['decisions']['slow']}). "
+              f"Held per category ({'bytes' if cfg['memory'] == 'retrieval' else 'parameters'}): {fp}.", ""]
+    if result["log"]:
+        lines += ["Consolidation: " + "; ".join(result["log"]) + ".", ""]
+    lines += [f"![success per skill]({link(result['plots']['success'])}) "
+              f"![fast-path share]({link(result['plots']['fast_share'])})", ""]
+    return "\n".join(lines)

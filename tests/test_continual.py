@@ -1,0 +1,58 @@
+"""The continual-learning benchmark on a tiny budget: the matrix, the metrics, the plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from agent.continual import ContinualConfig, markdown, run_continual
+from envs.errors import PeamError
+
+TINY = dict(stages=2, episodes=1, eval_episodes=1, expert_epochs=1, base_epochs=1, eval_steps=120)
+
+
+def _check(result: dict, out: Path) -> None:
+    assert result["stages"] == ["gather", "build"]
+    assert result["skills"] == ["collect_wood", "collect_stone", "place_table", "place_stone"]
+    matrix = result["matrix"]
+    assert len(matrix) == 2
+    assert list(matrix[0]) == ["collect_wood", "collect_stone"]  # only what has arrived
+    assert list(matrix[1]) == result["skills"]
+    for row in matrix:
+        assert all(0.0 <= v <= 1.0 for v in row.values())
+    for key in ("forgetting",):
+        assert set(result[key]) == set(result["skills"])
+        assert all(math.isfinite(v) for v in result[key].values())
+    assert math.isfinite(result["bwt"])
+    assert len(result["fast_share"]) == 2 and all(0.0 <= v <= 1.0 for v in result["fast_share"])
+    assert all(math.isfinite(v) and v > 0 for v in result["planner_calls_per_episode"])
+    assert result["median_ms"]["slow"] is not None and result["median_ms"]["slow"] > 0
+    for png in result["plots"].values():
+        assert Path(png).is_file() and Path(png).stat().st_size > 1000
+        assert Path(png).parent == out
+    text = markdown(result, "peam bench continual --memory x", relative_to=out)
+    assert "| after stage |" in text and "BWT" in text
+
+
+def test_continual_none_and_peam(tmp_path):
+    none = run_continual(ContinualConfig(memory="none", out=str(tmp_path / "none"), **TINY))
+    _check(none, tmp_path / "none")
+    assert all(v == 0.0 for row in none["matrix"] for v in row.values())  # no fast path at all
+    assert none["fast_share"] == [0.0, 0.0] and none["note"]
+    peam = run_continual(ContinualConfig(memory="peam", out=str(tmp_path / "peam"), **TINY))
+    _check(peam, tmp_path / "peam")
+    assert peam["fast_share"][0] == 0.0  # nothing is consolidated before the first stage
+    assert len(peam["log"]) == 2  # one category job per stage
+
+
+def test_moram_adds_frozen_atom_groups_stage_by_stage(tmp_path):
+    moram = run_continual(ContinualConfig(memory="moram", out=str(tmp_path), **TINY))
+    _check(moram, tmp_path)
+    assert len(moram["log"]) == 2 and all("MoRAM" in line or "not trained" in line for line in moram["log"])
+
+
+def test_unknown_mode_rejected():
+    with pytest.raises(PeamError, match="unknown memory mode"):
+        ContinualConfig(memory="bogus").validate()

@@ -1,0 +1,66 @@
+"""The preference (DPO) component of the consolidation objective, and its use in the trainer."""
+
+import numpy as np
+import torch
+
+from consolidation import trainer
+from consolidation.pairs import FailureCorrectionPair
+from consolidation.preference import dpo_loss, sequence_logp
+from envs.crafter import cell_names, crafter_catalog, game_data
+from memory import columns as C
+from memory.inject import add_expert, expert_names, inject, trainable_only
+from memory.lora import LoraConfig
+from memory.policy import PolicyConfig, build_policy
+
+
+def test_sequence_logp_sums_each_sequences_steps():
+    logits = torch.log(torch.tensor([[0.5, 0.5], [0.25, 0.75], [0.9, 0.1]]))
+    actions = torch.tensor([0, 1, 0])
+    owner = torch.tensor([0, 0, 1])
+    got = sequence_logp(logits, actions, owner, 2)
+    assert torch.allclose(got, torch.log(torch.tensor([0.5 * 0.75, 0.9])))
+
+
+def test_dpo_loss_falls_as_the_policy_prefers_the_correction_more_than_the_reference_does():
+    ref_c, ref_r = torch.tensor([-2.0]), torch.tensor([-2.0])
+    neutral = dpo_loss(torch.tensor([-2.0]), torch.tensor([-2.0]), ref_c, ref_r)
+    better = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), ref_c, ref_r)
+    worse = dpo_loss(torch.tensor([-3.0]), torch.tensor([-1.0]), ref_c, ref_r)
+    assert better < neutral < worse
+    assert torch.isclose(neutral, torch.log(torch.tensor(2.0)))  # −log σ(0)
+
+
+def _steps(n, action):
+    return {C.VIEW: np.full((n, 9, 7), 2, np.int16), C.MAP: np.zeros((n, 17, 17), np.int16),
+            C.INVENTORY: np.zeros((n, 16), np.int16), C.FACING: np.zeros((n, 2), np.int8),
+            C.ACTION: np.full(n, action, np.int16), C.REWARD: np.zeros(n, np.float32)}
+
+
+def test_preference_training_moves_only_the_new_expert_towards_the_correction():
+    torch.manual_seed(0)
+    catalog = crafter_catalog()
+    policy = build_policy(PolicyConfig(d_model=32, n_layers=1, n_heads=2), len(cell_names()),
+                          len(catalog.items), len(game_data()["actions"]), catalog.names)
+    inject(policy, LoraConfig(r=4, alpha=8, routing="category"))
+    add_expert(policy, trainer.CANDIDATE)
+    index = expert_names(policy).index(trainer.CANDIDATE)
+    pair = FailureCorrectionPair("collect_wood", "gather", 1, 2, failure=_steps(4, 0), correction=_steps(4, 5))
+    batch = trainer._pair_batch([pair], policy, trainer.ExpertTrainingConfig())
+    ref = trainer.reference_logps(policy, batch, -1)
+    base = {n: p.detach().clone() for n, p in policy.named_parameters() if "lora_" not in n}
+    params = trainable_only(policy, trainer.CANDIDATE)
+    opt = torch.optim.Adam(params, lr=1e-2)
+    losses = []
+    for _ in range(20):  # several steps: the reference must not hold a graph (a past bug)
+        logps = trainer._pair_logps(policy, batch, index)
+        loss = dpo_loss(logps[0::2], logps[1::2], ref[0::2], ref[1::2], beta=0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    after = trainer._pair_logps(policy, batch, index).detach()
+    assert after[0] - after[1] > ref[0] - ref[1]  # the correction gained on the failure
+    for n, p in policy.named_parameters():
+        if n in base:
+            assert torch.equal(base[n], p.detach()), n
