@@ -3,7 +3,7 @@
 Collects slow-agent segments for the demo ladder tasks (`agent/demo.py` DEMO_LADDER) into a
 temporary store, trains the base policy and one category expert each
 (`consolidation/base_training.py`), then lets the policy act ALONE: the symbolic planner still
-picks the subgoal, the policy picks every action (argmax), a subgoal ends when the game's
+picks the subgoal, the policy picks every action (sampled, or argmax with --sample 0), a subgoal ends when the game's
 achievement counter rises (success) or after `--budget` steps (failure). Prints per-skill
 success for the base alone and the base + its category experts, and appends the table to
 benchmarks/RESULTS.md with the command, the machine and the date.
@@ -35,6 +35,7 @@ class Args:
     budget: int = 100  # steps the policy may spend on one subgoal
     max_failures: int = 3  # failed attempts of one skill that end an evaluation episode
     device: str = "cpu"
+    sample: int = 1  # 1: sample actions (as the fast path does), 0: argmax
     results: str = "benchmarks/RESULTS.md"
 
 
@@ -95,6 +96,7 @@ def evaluate(policy, args: Args) -> dict[str, list[int]]:
     names = expert_names(policy)
     device = next(policy.parameters()).device
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    gen = torch.Generator().manual_seed(0)
     for task_name in DEMO_LADDER:
         task = resolve_task(task_name, env.catalog)
         for seed in range(5000, 5000 + args.eval_seeds):
@@ -119,11 +121,16 @@ def evaluate(policy, args: Args) -> dict[str, list[int]]:
                 for _ in range(min(args.budget, task.max_steps - state.steps)):
                     o = state.obs
                     with torch.no_grad():
+                        cells = runner.executor.memory.crop(policy.config.map_radius)  # its own map
                         logits, _ = policy(
                             torch.as_tensor(o.local_view, device=device)[None].long(),
                             torch.tensor([[o.inventory.get(k, 0) for k in runner.items]], device=device),
-                            torch.tensor([o.facing], device=device), subgoal)
-                    action = int(logits.argmax(-1))
+                            torch.tensor([o.facing], device=device), subgoal,
+                            map=torch.as_tensor(cells, device=device)[None].long())
+                    if args.sample:  # as the fast path acts: argmax falls into loops
+                        action = int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=gen))
+                    else:
+                        action = int(logits.argmax(-1))
                     res = env.step(action)
                     runner.executor.observe(res.observation, env.action_names[action])
                     state.advance(res)
