@@ -194,7 +194,7 @@ def main() -> None:
         + ", ".join(f"{c} expert val acc {m['base_val_accuracy'] or 0:.3f} -> {m['val_accuracy'] or 0:.3f}"
                     for c, m in found.items()),
         f"- evaluation: {args.eval_seeds} unseen seeds per ladder task; symbolic planner picks the "
-        f"subgoal, the policy (argmax) every action; a subgoal fails after {args.budget} steps",
+        f"subgoal, the policy ({'sampled' if args.sample else 'argmax'}, with its own map) every action; a subgoal fails after {args.budget} steps",
         "",
         "| skill | " + " | ".join(modes) + " |",
         "| --- | " + " | ".join("---:" for _ in modes) + " |",
