@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from envs.errors import ConfigError, PeamError
+from envs.errors import ConfigError
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gather", ("collect_wood", "collect_stone")),
@@ -85,6 +85,16 @@ class _Timed:
     def reset(self, seed: int = 0) -> None:
         _reset(self.inner, seed)
 
+    @property
+    def memory(self):
+        return getattr(self.inner, "memory", None)
+
+    @memory.setter
+    def memory(self, value) -> None:
+        """The runner hands the fast path the agent's own map: it must reach the policy."""
+        if hasattr(self.inner, "memory"):
+            self.inner.memory = value
+
     def act(self, obs, skill):
         t0 = time.perf_counter()
         try:
@@ -115,31 +125,10 @@ def _reset(fast, seed: int) -> None:
 
 def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
                   max_steps: int | None = None) -> dict[str, dict]:
-    """Any fast-path object's held-out success per skill, as `agent.evaluation.fast_success`
-    measures a FastPolicy: the fast path forced on every covered skill (the slow path corrects
-    and does the rest); a skill's rate is the share of its fast-path attempts that succeeded."""
-    from agent.arbiter import Arbiter
-    from agent.evaluation import EVAL_SEED_BASE, EVAL_STEPS
-    from agent.runner import Runner
-    from envs.tasks import resolve_task
+    """Any fast-path object's held-out success per skill (`agent.evaluation.measure_fast`)."""
+    from agent.evaluation import EVAL_STEPS, measure_fast
 
-    slow_mean = {r.name: r.mean_steps for r in store.skill_table(env.name) if r.mean_steps}
-    fast = _Timed(fast, [])  # the runner resets it per episode, whichever kind it is
-    runner = Runner(env, arbiter=Arbiter(fast, slow_mean, force_fast=True))
-    out = {}
-    for skill in skills:
-        attempts = successes = 0
-        task = resolve_task(skill, env.catalog, max_steps or EVAL_STEPS)
-        for i in range(episodes):
-            _reset(fast, EVAL_SEED_BASE + i)
-            result = runner.run_episode(task, EVAL_SEED_BASE + i)
-            for (name, outcome), path in zip(result.outcomes, result.paths):
-                if name == skill and path == "fast" and outcome != "interrupted":
-                    attempts += 1
-                    successes += outcome == "success"
-        out[skill] = {"attempts": attempts, "successes": successes,
-                      "rate": successes / attempts if attempts else 0.0}
-    return out
+    return measure_fast(_Timed(fast, []), store, env, skills, episodes, max_steps or EVAL_STEPS)
 
 
 @dataclass

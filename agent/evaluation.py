@@ -19,15 +19,22 @@ EVAL_STEPS = 400  # an evaluation episode's step limit: enough for the short ski
 
 def fast_success(store, models_dir: str | Path, game: str, refs: list[ExpertRef],
                  skills: list[str], episodes: int, device: str = "cpu") -> dict[str, dict]:
-    """{skill: {"attempts", "successes", "rate"}} for the fast path over `episodes` seeds."""
-    env = make_env(game)
-    fast = FastPolicy(models_dir, refs, device, seed=0)
-    slow_mean = {r.name: r.mean_steps for r in store.skill_table(game) if r.mean_steps}
+    """{skill: {"attempts", "successes", "rate"}} for the experts `refs` over `episodes` seeds."""
+    return measure_fast(FastPolicy(models_dir, refs, device, seed=0), store, make_env(game),
+                        skills, episodes)
+
+
+def measure_fast(fast, store, env, skills: list[str], episodes: int,
+                 max_steps: int = EVAL_STEPS) -> dict[str, dict]:
+    """Any fast path's (experts, a skill library) held-out success per skill: the fast path
+    forced on every covered skill, the slow path correcting and doing the rest; a skill's
+    rate is the share of its fast-path attempts that succeeded."""
+    slow_mean = {r.name: r.mean_steps for r in store.skill_table(env.name) if r.mean_steps}
     runner = Runner(env, arbiter=Arbiter(fast, slow_mean, force_fast=True))
     out = {}
     for skill in skills:
         attempts = successes = 0
-        task = resolve_task(skill, env.catalog, EVAL_STEPS)
+        task = resolve_task(skill, env.catalog, max_steps)
         for i in range(episodes):
             result = runner.run_episode(task, EVAL_SEED_BASE + i)
             for (name, outcome), path in zip(result.outcomes, result.paths):

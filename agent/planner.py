@@ -54,6 +54,7 @@ class Planner(Protocol):
 SURVIVAL_LEVELS = {"drink": 4, "food": 4, "energy": 3}
 LOW_HEALTH = 5  # rest before two more zombie hits or arrows can kill
 NIGHT = 0.35  # daylight under which the screen is dark and zombies spawn on grass
+SHELTER_STONES = 2  # stones kept in stock: one seals a dug pocket, the other mends a breach
 
 
 class SymbolicPlanner:
@@ -94,10 +95,18 @@ class SymbolicPlanner:
                 if ctx.previous == self._producer(vital, ctx).name and ctx.inventory.get(vital, 0) < maximum - 1:
                     needs = [(ctx.inventory.get(vital, 0), vital)]
         if not needs:
-            return None
+            return self._stock_stone(ctx)
         _, vital = min(needs)
         producer = self._producer(vital, ctx)
         return Subgoal(producer.name, f"{vital} is low ({ctx.inventory.get(vital, 0)})")
+
+    def _stock_stone(self, ctx: PlanContext) -> Subgoal | None:
+        """Tools eat the stones we carry, and a night without one to seal a shelter is spent
+        fighting on the grass: top the stock up while rock is a short walk away."""
+        if (ctx.inventory.get("wood_pickaxe", 0) and "stone" in ctx.known
+                and ctx.inventory.get("stone", 0) < SHELTER_STONES and "collect_stone" in self.catalog.names):
+            return Subgoal("collect_stone", "keep stones for a shelter")
+        return None
 
     def next_goal(self, ctx: PlanContext) -> str | None:
         """The task's next locked goal; for open-ended tasks the cheapest one to reach."""

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -91,27 +88,15 @@ def save_base(policy: Policy, path: str | Path, extra: dict) -> None:
     place: a crash leaves the old base or the new one whole."""
     from safetensors.torch import save_file
 
-    from memory.expert_io import _fsync_dir, _replace_dir
+    from memory.expert_io import atomic_dir
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     cfg = {k: v for k, v in asdict(policy.config).items() if k != "device"}
     doc = {"policy": cfg, "n_cells": policy.cell_emb.num_embeddings, "n_items": policy.n_items,
            "n_actions": policy.action_head.out_features, **extra}
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         sd = {k: v.detach().contiguous().cpu() for k, v in policy.state_dict().items()}
         save_file(sd, str(tmp / WEIGHTS), metadata={"format": "pt"})
         (tmp / CONFIG).write_text(json.dumps(doc, indent=2))
-        for name in (WEIGHTS, CONFIG):
-            with open(tmp / name, "rb+") as f:
-                os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        _replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def load_base(path: str | Path, device: str = "cpu") -> tuple[Policy, dict]:

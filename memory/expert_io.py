@@ -10,6 +10,7 @@ and renamed into place, so a crash leaves either the old directory or the new on
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -79,21 +80,31 @@ def save_expert(model: nn.Module, expert: str, path: str | Path, config: LoraCon
     path = Path(path)
     sd = {PREFIX + k: v.contiguous().cpu() for k, v in adapter_state_dict(model, expert).items()}
     targets = list(wrappers(model))
+    with atomic_dir(path) as tmp:
+        save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+        (tmp / CONFIG_NAME).write_text(json.dumps(adapter_config_dict(config, targets), indent=2))
+    return sha256_of(path)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path):
+    """Write a directory's files into a temporary sibling (yielded), then fsync them, rename
+    it into place and fsync the parent: a crash at any point leaves the old directory or the
+    new one whole, never a mix (DESIGN.md, "Promotion is atomic and gated")."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        save_file(sd, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
-        (tmp / CONFIG_NAME).write_text(json.dumps(adapter_config_dict(config, targets), indent=2))
-        for name in (WEIGHTS_NAME, CONFIG_NAME):
-            with open(tmp / name, "rb+") as f:
-                os.fsync(f.fileno())
+        yield tmp
+        for f in tmp.iterdir():
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
         _fsync_dir(tmp)
         _replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(path.parent)
-    return sha256_of(path)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
