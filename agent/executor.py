@@ -37,6 +37,7 @@ class DeliberateExecutor:
         self._path: list[nav.Cell] | None = None
         self._path_key = None
         self._path_age = 0
+        self._site: tuple[nav.Cell, nav.Cell] | None = None  # (p, q) of an open-ground shelter
 
     def observe(self, obs: Observation, last_action: str | None) -> None:
         self.memory.observe(obs, last_action)
@@ -143,6 +144,9 @@ class DeliberateExecutor:
             step = self._dig_shelter(obs)
             if step:
                 return step
+        step = self._build_shelter(obs)
+        if step:
+            return step
         hostile = self._hostile_near(6)
         quiet_day = obs.daylight > 0.8 and not hostile
         if tired and (quiet_day or obs.inventory.get("energy", 0) == 0) and not self._hostile_near(3):
@@ -217,6 +221,63 @@ class DeliberateExecutor:
         if path is None or len(path) < 2:
             return None
         return self._follow(path)
+
+    def _walls(self, p: nav.Cell, q: nav.Cell) -> list[nav.Cell]:
+        """Cells to block around the pocket p→q; the mouth behind p (sealed last) comes last."""
+        d = (q[0] - p[0], q[1] - p[1])
+        e = (d[1], d[0])
+        cells = [(q[0] + d[0], q[1] + d[1]), (q[0] + e[0], q[1] + e[1]), (q[0] - e[0], q[1] - e[1]),
+                 (p[0] + e[0], p[1] + e[1]), (p[0] - e[0], p[1] - e[1]), (p[0] - d[0], p[1] - d[1])]
+        return [c for c in cells if self.memory.name_at(c) not in SOLID_FOR_ZOMBIES + ("plant", "outside")]
+
+    def _build_shelter(self, obs: Observation) -> str | None:
+        """No rock to dig into: wall in a two-cell pocket from carried stones. A cell is faced only
+        by stepping towards it from the cell behind, so each wall is placed after a two-cell run-up,
+        and the mouth last, from the pocket itself (see `_seal`)."""
+        mem, stones = self.memory, obs.inventory.get("stone", 0)
+        if self._site is None or len(self._walls(*self._site)) > stones or not all(map(self._free, self._site)):
+            self._site = self._pick_site(stones)
+        if self._site is None:
+            return None
+        p, q = self._site
+        walls = self._walls(p, q)
+        todo = walls[:-1] or walls  # the mouth only once the rest stands
+        if not walls:
+            return None
+        ahead = (mem.pos[0] + mem.facing[0], mem.pos[1] + mem.facing[1])
+        if ahead in todo and ahead not in mem.creatures:
+            return "place_stone"
+        pocket = {p, q}
+
+        def run_up(c: nav.Cell) -> float | None:
+            for dx, dy in nav.NEIGHBOURS:
+                s, w = (c[0] + dx, c[1] + dy), (c[0] + 2 * dx, c[1] + 2 * dy)
+                if w in todo and self._free(s) and s not in todo and (len(todo) == 1 or s not in pocket or w != walls[-1]):
+                    return 0.0
+            return None
+
+        if run_up(mem.pos) is not None:
+            for dx, dy in nav.NEIGHBOURS:
+                s, w = (mem.pos[0] + dx, mem.pos[1] + dy), (mem.pos[0] + 2 * dx, mem.pos[1] + 2 * dy)
+                if w in todo and self._free(s) and s not in todo:
+                    return MOVES[(dx, dy)]
+        return self._walk(obs, ("build", self._site), run_up, replan_every=1)
+
+    def _pick_site(self, stones: int) -> tuple[nav.Cell, nav.Cell] | None:
+        """The nearby pocket that needs fewest stones, within what we carry."""
+        mem, best = self.memory, None
+        for dx in range(-3, 4):
+            for dy in range(-3, 4):
+                p = (mem.pos[0] + dx, mem.pos[1] + dy)
+                for d in nav.NEIGHBOURS:
+                    q = (p[0] + d[0], p[1] + d[1])
+                    if not (self._free(p) and self._free(q)):
+                        continue
+                    need = len(self._walls(p, q))
+                    score = need * 3 + abs(dx) + abs(dy)
+                    if 1 <= need <= stones and (best is None or score < best[0]):
+                        best = (score, (p, q))
+        return best[1] if best else None
 
     # -- moving -------------------------------------------------------------------------------
 

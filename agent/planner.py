@@ -95,10 +95,21 @@ class SymbolicPlanner:
                 if ctx.previous == self._producer(vital, ctx).name and ctx.inventory.get(vital, 0) < maximum - 1:
                     needs = [(ctx.inventory.get(vital, 0), vital)]
         if not needs:
-            return self._stock_stone(ctx)
+            return self._arm(ctx) or self._stock_stone(ctx)
         _, vital = min(needs)
         producer = self._producer(vital, ctx)
         return Subgoal(producer.name, f"{vital} is low ({ctx.inventory.get(vital, 0)})")
+
+    def _arm(self, ctx: PlanContext) -> Subgoal | None:
+        """A wood sword costs one wood at a table we know, and halves the hits a zombie takes:
+        bare-handed, two zombies at once kill us before we kill them. Only on the open-ended
+        task: a focused task keeps its short chain."""
+        swords = [s for s in ("wood_sword", "stone_sword", "iron_sword") if s in self.catalog.items]
+        armed = any(ctx.inventory.get(s, 0) for s in swords)
+        if (ctx.task.open_ended and not armed and "make_wood_sword" in self.catalog.names
+                and "table" in ctx.known and ctx.inventory.get("wood", 0) >= 1):
+            return Subgoal("make_wood_sword", "arm before the zombies come")
+        return None
 
     def _stock_stone(self, ctx: PlanContext) -> Subgoal | None:
         """Tools eat the stones we carry, and a night without one to seal a shelter is spent
