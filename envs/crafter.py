@@ -69,6 +69,22 @@ def cell_names() -> tuple[str, ...]:
     return ("unknown",) + tuple(game_data()["materials"]) + OBJECT_CELLS
 
 
+@functools.lru_cache(maxsize=1)
+def _ordered_world_class():
+    """Crafter keeps each chunk's creatures in a set, ordered by memory address, and picks the
+    one to despawn from that order with its seeded generator: the same seed and the same
+    actions then give different games. Listing them by position makes a seed replay exactly."""
+    from crafter import engine
+
+    class OrderedWorld(engine.World):
+        @property
+        def chunks(self):
+            return {k: sorted(v, key=lambda o: (int(o.pos[0]), int(o.pos[1])))
+                    for k, v in self._chunks.items()}
+
+    return OrderedWorld
+
+
 class CrafterEnv:
     """Crafter behind the `Env` protocol. `reset(seed=s)` gives the same world for the same s."""
 
@@ -108,6 +124,7 @@ class CrafterEnv:
             self._game._local_view._textures = self._textures
             self._game._item_view._textures = self._textures
         self._textures = self._game._textures
+        self._game._world.__class__ = _ordered_world_class()
         rgb = self._game.reset()
         return self._observe(rgb), {"achievements": dict(self._game._player.achievements)}
 
