@@ -80,7 +80,7 @@ def skills(
 @app.command()
 def demo(
     db: Optional[str] = typer.Option(None, help=DB_HELP),
-    episodes: int = typer.Option(2, min=1, help="Episodes per task."),
+    episodes: int = typer.Option(3, min=1, help="Episodes per task."),
 ):
     """A short tour: the agent practises a ladder of tasks, then shows what it knows."""
     from agent.demo import demo as run_demo
