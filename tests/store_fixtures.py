@@ -33,6 +33,12 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'peam-data' / 'peam.db'}"
         return
+    yield from pg_schema_url()
+
+
+def pg_schema_url():
+    """A URL to a fresh PostgreSQL schema of its own, dropped afterwards (a generator for
+    fixtures); skips the test when the server cannot be reached."""
     reason = pg_unreachable_reason()
     if reason:
         pytest.skip(reason)

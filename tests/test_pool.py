@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -173,22 +172,9 @@ def two_node_cluster():
 
 @pytest.fixture
 def pg_url():
-    from sqlalchemy import create_engine, text
+    from store_fixtures import pg_schema_url
 
-    from store_fixtures import PG_SERVER, pg_unreachable_reason
-
-    if reason := pg_unreachable_reason():
-        pytest.skip(reason)
-    schema = f"peam_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_SERVER)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield f"{PG_SERVER}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    yield from pg_schema_url()
 
 
 @pytest.mark.ray
