@@ -61,6 +61,8 @@ class ContinualConfig:
     expert_epochs: int = 8
     base_epochs: int = 8
     eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
+    score_episodes: int = 4  # open-ended episodes after the last stage, for the Crafter score
+    score_steps: int = 2000  # their step limit
 
     def validate(self) -> None:
         if self.memory not in MODES:
@@ -383,6 +385,8 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
                           + f" ({play['play_s']:.0f} s play, {play['consolidate_s']:.0f} s "
                           f"consolidation, {play['evaluate_s']:.0f} s evaluation)")
         footprint = mode.footprint()
+        with console.status(f"[{config.memory}] Crafter score: {config.score_episodes} open-ended episodes"):
+            score = _final_score(mode, config.score_episodes, config.score_steps)
     finally:
         store.close()
     skills_all = [s for _, sk in stages for s in sk]
@@ -400,13 +404,38 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
         "planner_calls_per_episode": [p["planner_calls_per_episode"] for p in plays],
         "median_ms": {"fast": _median_ms(fast_t), "slow": _median_ms(slow_t)},
         "decisions": {"fast": len(fast_t), "slow": len(slow_t)},
-        "footprint": footprint, "log": mode.log,
+        "footprint": footprint, "log": mode.log, "score": score,
         "note": ("no fast path exists without a memory: R is 0 by definition"
                  if config.memory == "none" else None),
         "wall_s": time.perf_counter() - t_start, "out": str(out),
     }
     result["plots"] = _plots(result, out)
     return result
+
+
+SCORE_SEED = 90_000  # open-ended episodes after the protocol: seeds no stage played
+
+
+def _final_score(mode, episodes: int, max_steps: int) -> dict | None:
+    """The agent after the protocol, with its memory as the fast path (arbitrated, not
+    forced), on open-ended episodes: the Crafter score and the fast path's share of steps."""
+    if episodes < 1:
+        return None
+    from agent.arbiter import Arbiter
+    from agent.runner import Runner
+    from envs.crafter import crafter_score, game_data
+    from envs.tasks import OPEN_ENDED, resolve_task
+
+    fast = mode.fast()
+    slow_mean = {r.name: r.mean_steps for r in mode.store.skill_table(GAME) if r.mean_steps}
+    runner = Runner(mode.env, arbiter=Arbiter(fast, slow_mean))
+    task = resolve_task(OPEN_ENDED, mode.env.catalog, max_steps)
+    results = [runner.run_episode(task, SCORE_SEED + k) for k in range(episodes)]
+    rates = [100 * sum(a in r.unlocked for r in results) / len(results) for a in game_data()["achievements"]]
+    steps = sum(r.steps for r in results)
+    return {"crafter_score": crafter_score(rates), "episodes": episodes, "max_steps": max_steps,
+            "mean_steps": steps / episodes, "fast_share": sum(r.fast_steps for r in results) / max(steps, 1),
+            "died": sum(r.died for r in results)}
 
 
 def _plots(result: dict, out: Path) -> dict[str, str]:
@@ -496,6 +525,11 @@ def markdown(result: dict, command: str, relative_to: str | Path | None = None) 
               f"({result['decisions']['fast']} decisions), slow "
               f"{_ms(ms['slow'])} ({result['decisions']['slow']}). "
               f"Held per category ({'bytes' if cfg['memory'] == 'retrieval' else 'parameters'}): {fp}.", ""]
+    if result.get("score"):
+        sc = result["score"]
+        lines += [f"After the protocol: **Crafter score {sc['crafter_score']:.1f}%** over {sc['episodes']} "
+                  f"open-ended episodes of ≤ {sc['max_steps']} steps (mean {sc['mean_steps']:.0f} steps, "
+                  f"{sc['died']} died), fast path {100 * sc['fast_share']:.0f}% of their steps.", ""]
     if result["log"]:
         lines += ["Consolidation: " + "; ".join(result["log"]) + ".", ""]
     lines += [f"![success per skill]({link(result['plots']['success'])}) "

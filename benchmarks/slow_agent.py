@@ -10,7 +10,6 @@ benchmarks/RESULTS.md with the command, the machine and the date.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
@@ -46,13 +45,9 @@ def play(seed: int, steps: int) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
-def crafter_score(rates_percent: list[float]) -> float:
-    return math.exp(sum(math.log(1 + r) for r in rates_percent) / len(rates_percent)) - 1
-
-
 def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
-    from envs.crafter import game_data
+    from envs.crafter import crafter_score, game_data
 
     achievements = list(game_data()["achievements"])
     seeds = list(range(args.seed, args.seed + args.episodes))

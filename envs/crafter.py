@@ -64,6 +64,14 @@ def crafter_catalog() -> SkillCatalog:
     return SkillCatalog(skills, dict(data["items"]), game="crafter")
 
 
+def crafter_score(rates_percent: list[float]) -> float:
+    """The Crafter paper's score (Hafner 2021): the geometric mean of the achievements'
+    success rates in percent, S = exp(mean(ln(1 + s_i))) − 1."""
+    import math
+
+    return math.exp(sum(math.log(1 + r) for r in rates_percent) / len(rates_percent)) - 1
+
+
 @functools.lru_cache(maxsize=1)
 def cell_names() -> tuple[str, ...]:
     return ("unknown",) + tuple(game_data()["materials"]) + OBJECT_CELLS

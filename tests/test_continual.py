@@ -10,7 +10,8 @@ import pytest
 from agent.continual import ContinualConfig, markdown, run_continual
 from envs.errors import PeamError
 
-TINY = dict(stages=2, episodes=1, eval_episodes=1, expert_epochs=1, base_epochs=1, eval_steps=120)
+TINY = dict(stages=2, episodes=1, eval_episodes=1, expert_epochs=1, base_epochs=1, eval_steps=120,
+            score_episodes=1, score_steps=60)
 
 
 def _check(result: dict, out: Path) -> None:
@@ -26,6 +27,8 @@ def _check(result: dict, out: Path) -> None:
         assert set(result[key]) == set(result["skills"])
         assert all(math.isfinite(v) for v in result[key].values())
     assert math.isfinite(result["bwt"])
+    score = result["score"]
+    assert 0.0 <= score["crafter_score"] <= 100.0 and 0.0 <= score["fast_share"] <= 1.0
     assert len(result["fast_share"]) == 2 and all(0.0 <= v <= 1.0 for v in result["fast_share"])
     assert all(math.isfinite(v) and v > 0 for v in result["planner_calls_per_episode"])
     assert result["median_ms"]["slow"] is not None and result["median_ms"]["slow"] > 0
