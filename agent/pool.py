@@ -283,6 +283,11 @@ class RunnerPool:
         connect(address or spec.address, num_cpus=max(n_workers, 1))
         try:
             check_store_fits_cluster(self.db_url)
+            from memory.store import Store
+
+            # Create and migrate the schema once, here: N actors doing it at the same moment on
+            # a fresh SQLite file race each other (seen in CI as an actor dying in __init__).
+            Store.open(self.db_url).close()
             n = n_workers or max(int(ray.cluster_resources().get("CPU", 1)), 1)
             self.planner = self._planner_actor(spec, n, make_env)
             actor = ray.remote(num_cpus=1, max_restarts=MAX_RESTARTS, max_task_retries=0)(RunnerActor)
