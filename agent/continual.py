@@ -85,7 +85,7 @@ class _Timed:
         return getattr(self.inner, name)
 
     def reset(self, seed: int = 0) -> None:
-        _reset(self.inner, seed)
+        self.inner.reset(seed)
 
     @property
     def memory(self):
@@ -115,16 +115,6 @@ def _timed_fn(fn, sink: list[float]):
     return wrapped
 
 
-def _reset(fast, seed: int) -> None:
-    """A library forgets its loop-breaking history; a FastPolicy reseeds its sampler."""
-    from memory.retrieval import SkillLibrary
-
-    if isinstance(fast, SkillLibrary):
-        fast.reset()
-    elif fast is not None and hasattr(fast, "reset"):
-        fast.reset(seed)
-
-
 def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
                   max_steps: int | None = None) -> dict[str, dict]:
     """Any fast-path object's held-out success per skill (`agent.evaluation.measure_fast`)."""
@@ -146,23 +136,13 @@ class _Mode:
     log: list[str] = field(default_factory=list)
 
     def fast(self):
-        from agent.fast_path import FastPolicy
+        from agent.memory_modes import expert_fast_path
 
-        m = self.cfg.memory
-        if m == "none":
+        if self.cfg.memory == "none":
             return None
-        if m == "retrieval":
-            return self.library
-        if m == "moram":
-            refs = self._moram_refs()
-            return FastPolicy(self.models, refs, self.cfg.device) if refs else None
-        return FastPolicy.from_registry(self.store, self.models, GAME, self.cfg.device)
-
-    def _moram_refs(self):
-        from memory.registry import promoted, ref_of
-
-        return [ref_of(e) for e in sorted(promoted(self.store, GAME), key=lambda e: e.id)
-                if e.routing == "moram"]
+        if self.cfg.memory == "retrieval":
+            return self.library  # rebuilt after each stage, like the experts
+        return expert_fast_path(self.cfg.memory, self.store, GAME, self.models, self.cfg.device)
 
     def consolidate(self, stage: str, index: int) -> None:
         m = self.cfg.memory
@@ -183,55 +163,61 @@ class _Mode:
             self._shared(stage, index)
 
     def _moram(self, stage: str, index: int) -> None:
-        from consolidation.base_training import BASE_DIR, NoDataError, train_base
+        from agent.memory_modes import expert_refs
+
+        cand = self._train_and_promote(stage, category=stage, tag=f"moram-stage{index}", routing="moram",
+                                       previous=[r.path for r in expert_refs("moram", self.store, GAME)])
+        if cand is not None:
+            self.log.append(f"{stage}: {cand.params} new MoRAM atom parameters #{cand.expert_id} "
+                            f"(val acc {_num(cand.metrics.get('val_accuracy'))}), earlier atoms frozen")
+
+    def _shared(self, stage: str, index: int) -> None:
+        from agent.fast_path import SHARED
+
+        cand = self._train_and_promote(stage, category=SHARED, tag=f"stage{index}",
+                                       current_path=self.shared_path, data_category=stage,
+                                       init_from=self.shared_path)
+        if cand is not None:
+            self.shared_path = cand.path
+            self.log.append(f"{stage}: shared expert #{cand.expert_id} ({cand.metrics.get('samples')} "
+                            f"samples, val acc {_num(cand.metrics.get('val_accuracy'))}) promoted unconditionally")
+
+    def _train_and_promote(self, stage: str, **train):
+        """The baselines' consolidation: train (the base first, once) and promote with no gate —
+        MoRAM's old atoms are frozen by construction, the shared LoRA is meant to drift."""
+        from consolidation.base_training import NoDataError, has_base, train_base
         from consolidation.trainer import ExpertTrainingConfig, train_expert
         from memory.registry import promote
 
-        if not (self.models / BASE_DIR / "model.safetensors").is_file():
+        if not has_base(self.models):
             train_base(self.store, epochs=self.cfg.base_epochs, device=self.cfg.device,
                        out_dir=self.models, game=GAME, progress=False)
         try:
-            cand = train_expert(self.store, models_dir=self.models, game=GAME, category=stage,
-                                tag=f"moram-stage{index}", routing="moram",
-                                previous=[r.path for r in self._moram_refs()],
-                                config=ExpertTrainingConfig(device=self.cfg.device,
-                                                            epochs=self.cfg.expert_epochs))
+            cand = train_expert(self.store, models_dir=self.models, game=GAME,
+                                config=ExpertTrainingConfig(device=self.cfg.device, epochs=self.cfg.expert_epochs),
+                                **train)
         except NoDataError as exc:
-            self.log.append(f"{stage}: atoms not trained ({exc})")
-            return
-        promote(self.store, cand.expert_id)  # old atoms are frozen by construction; no gate
-        self.log.append(f"{stage}: {cand.params} new MoRAM atom parameters #{cand.expert_id} "
-                        f"(val acc {_num(cand.metrics.get('val_accuracy'))}), earlier atoms frozen")
+            self.log.append(f"{stage}: not trained ({exc})")
+            return None
+        promote(self.store, cand.expert_id)
+        return cand
 
     def _peam(self, stage: str) -> None:
         from agent.evaluation import run_job
-        from consolidation.pipeline import ConsolidationConfig, run_pipeline
+        from consolidation.pipeline import ConsolidationConfig
         from consolidation.queue import enqueue
         from consolidation.trainer import ExpertTrainingConfig
         from consolidation.worker import Worker
-        from agent.evaluation import EVAL_STEPS
-        from agent.fast_path import FastPolicy
-
-        mode = self
 
         enqueue(self.store, game=GAME, category=stage, reason=f"continual benchmark, stage {stage}")
-        cfg, store, models = self.cfg, self.store, self.models
+        cfg, store = self.cfg, self.store
+        budgets = ConsolidationConfig(device=cfg.device, eval_episodes=cfg.eval_episodes,
+                                      base_epochs=cfg.base_epochs, forgetting_episodes=min(2, cfg.eval_episodes),
+                                      expert=ExpertTrainingConfig(device=cfg.device, epochs=cfg.expert_epochs))
 
         def process(job, beat):
-            if (cfg.expert_epochs, cfg.base_epochs, cfg.eval_steps) == (8, 8, EVAL_STEPS):
-                return run_job(store, job, beat, device=cfg.device, models_dir=models,
-                               episodes=cfg.eval_episodes)  # the defaults: demo's very call
-
-            def evaluate(refs, skills, n):  # smaller budgets (tests): the same measurement
-                return evaluate_fast(FastPolicy(models, refs, cfg.device, seed=0), store,
-                                     mode.env, skills, n, cfg.eval_steps)
-
-            return run_pipeline(store, job, beat, evaluate=evaluate, models_dir=models,
-                                config=ConsolidationConfig(
-                                    device=cfg.device, eval_episodes=cfg.eval_episodes,
-                                    forgetting_episodes=1, base_epochs=cfg.base_epochs,
-                                    expert=ExpertTrainingConfig(device=cfg.device,
-                                                                epochs=cfg.expert_epochs)))
+            return run_job(store, job, beat, device=cfg.device, models_dir=self.models,
+                           config=budgets, eval_steps=cfg.eval_steps)
 
         worker = Worker(store, process, lease_s=3600, name="continual")
         while (job := worker.run_once()) is not None:
@@ -241,48 +227,11 @@ class _Mode:
                                f"{m.get('current_success', 0):.2f}" if "candidate_success" in m
                                else f" {job.error or ''}"))
 
-    def _shared(self, stage: str, index: int) -> None:
-        from consolidation.base_training import BASE_DIR, NoDataError, train_base
-        from consolidation.trainer import ExpertTrainingConfig, train_expert
-        from agent.fast_path import SHARED
-        from memory.registry import promote
-
-        if not (self.models / BASE_DIR / "model.safetensors").is_file():
-            train_base(self.store, epochs=self.cfg.base_epochs, device=self.cfg.device,
-                       out_dir=self.models, game=GAME, progress=False)
-        try:
-            cand = train_expert(self.store, models_dir=self.models, game=GAME, category=SHARED,
-                                tag=f"stage{index}", current_path=self.shared_path,
-                                config=ExpertTrainingConfig(device=self.cfg.device,
-                                                            epochs=self.cfg.expert_epochs),
-                                data_category=stage, init_from=self.shared_path)
-        except NoDataError as exc:
-            self.log.append(f"{stage}: shared expert not trained ({exc})")
-            return
-        promote(self.store, cand.expert_id)  # no gate: the baseline promotes every stage
-        self.shared_path = cand.path
-        self.log.append(f"{stage}: shared expert #{cand.expert_id} ({cand.metrics.get('samples')} "
-                        f"samples, val acc {_num(cand.metrics.get('val_accuracy'))}) promoted unconditionally")
-
     def evaluate(self, skills: list[str]) -> dict[str, dict]:
-        if self.cfg.memory == "none":
+        fast = self.fast()
+        if fast is None:  # no memory, or nothing consolidated yet: no fast path to measure
             return {s: {"attempts": 0, "successes": 0, "rate": 0.0} for s in skills}
-        if self.cfg.memory == "retrieval":
-            return evaluate_fast(self.library, self.store, self.env, skills, self.cfg.eval_episodes,
-                                 self.cfg.eval_steps)
-        from agent.evaluation import EVAL_STEPS, fast_success
-        from agent.fast_path import FastPolicy
-        from memory.registry import promoted, ref_of
-
-        refs = ([ref_of(e) for e in promoted(self.store, GAME) if e.routing == "category" and e.skill is None]
-                if self.cfg.memory != "moram" else self._moram_refs())
-        if not refs or not (self.models / "base" / "model.safetensors").is_file():
-            return {s: {"attempts": 0, "successes": 0, "rate": 0.0} for s in skills}
-        if self.cfg.eval_steps == EVAL_STEPS:
-            return fast_success(self.store, self.models, GAME, refs, skills, self.cfg.eval_episodes,
-                                self.cfg.device)
-        return evaluate_fast(FastPolicy(self.models, refs, self.cfg.device, seed=0), self.store,
-                             self.env, skills, self.cfg.eval_episodes, self.cfg.eval_steps)
+        return evaluate_fast(fast, self.store, self.env, skills, self.cfg.eval_episodes, self.cfg.eval_steps)
 
     def footprint(self) -> dict[str, int]:
         """Parameters held per category by the fast path (retrieval: the library's bytes)."""
@@ -317,7 +266,6 @@ def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow
         got = 0
         for k in range(cfg.episodes):
             seed = cfg.seed + 1000 * stage_i + 100 * j + k
-            _reset(fast, seed)
             r = runner.run_episode(resolve_task(skill, env.catalog), seed)
             steps, fast_steps, calls, n = steps + r.steps, fast_steps + r.fast_steps, calls + r.planner_calls, n + 1
             got += r.success

@@ -58,7 +58,7 @@ def _consolidate(store, env, models_dir, console: Console) -> None:
 
 
 def demo(db: str | None = None, episodes: int = 2, console: Console | None = None) -> None:
-    from agent.fast_path import FastPolicy
+    from agent.memory_modes import expert_fast_path
     from agent.views import jobs_table, skills_table
     from memory.db import data_home
     from memory.store import Store
@@ -73,7 +73,7 @@ def demo(db: str | None = None, episodes: int = 2, console: Console | None = Non
     console.rule("[bold]2 · consolidation: one isolated expert per skill category")
     _consolidate(store, env, models_dir, console)
     console.rule("[bold]3 · the agent again: the fast path takes over what was consolidated")
-    fast = FastPolicy.from_registry(store, models_dir, env.name)
+    fast = expert_fast_path("peam", store, env.name, models_dir)
     slow_mean = {r.name: r.mean_steps for r in store.skill_table(env.name) if r.mean_steps}
     covered = sorted(fast.index) if fast else []
     console.print(f"  promoted experts: {', '.join(covered) or 'none'}")

@@ -47,15 +47,17 @@ def measure_fast(fast, store, env, skills: list[str], episodes: int,
 
 
 def run_job(store, job, heartbeat, *, device: str = "cpu", models_dir: str | Path | None = None,
-            episodes: int = 4):
-    """The worker's `process`: the consolidation pipeline with the game-side evaluator."""
+            episodes: int = 4, config=None, eval_steps: int = EVAL_STEPS):
+    """The worker's `process`: the consolidation pipeline with the game-side evaluator.
+    `config` (a ConsolidationConfig) and `eval_steps` shrink the budgets, for tests."""
     from consolidation.pipeline import ConsolidationConfig, run_pipeline
     from memory.db import data_home
 
     models = Path(models_dir) if models_dir else data_home() / "models"
+    env = make_env(job.game)
 
     def evaluate(refs, skills, n):
-        return fast_success(store, models, job.game, refs, skills, n, device)
+        return measure_fast(FastPolicy(models, refs, device, seed=0), store, env, skills, n, eval_steps)
 
     return run_pipeline(store, job, heartbeat, evaluate=evaluate, models_dir=models,
-                        config=ConsolidationConfig(device=device, eval_episodes=episodes))
+                        config=config or ConsolidationConfig(device=device, eval_episodes=episodes))

@@ -13,16 +13,15 @@ import torch
 
 from envs.base import Observation
 from envs.catalog import Skill
-from memory.registry import ExpertRef, ref_of
+from memory.registry import ExpertRef
 
-BASE_DIR = "base"
 SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
 
 
 class FastPolicy:
     def __init__(self, models_dir: str | Path, experts: list[ExpertRef], device: str = "cpu",
                  sample: bool = True, seed: int = 0):
-        from consolidation.base_training import load_base
+        from consolidation.base_training import BASE_DIR, load_base
         from memory.expert_io import load_expert, read_expert
         from memory.inject import add_expert, inject
         from memory.lora import LoraConfig
@@ -48,16 +47,6 @@ class FastPolicy:
         self.generator = torch.Generator().manual_seed(seed)
         self.version = tuple(sorted((e.category, e.expert_id or 0) for e in experts))
         self.memory = None  # agent.world_memory.WorldMemory, set by the runner: the map input
-
-    @classmethod
-    def from_registry(cls, store, models_dir: str | Path, game: str, device: str = "cpu"):
-        """The promoted experts of `game`, or None when there is no base yet."""
-        from memory.registry import promoted
-
-        if not (Path(models_dir) / BASE_DIR / "model.safetensors").is_file():
-            return None
-        refs = [ref_of(e) for e in promoted(store, game) if e.routing == "category" and e.skill is None]
-        return cls(models_dir, refs, device)
 
     def _expert_for(self, category: str) -> str | None:
         """The category's own expert, else a single expert shared by all (the baseline)."""

@@ -60,25 +60,40 @@ class MemoryFastPath:
             from memory.retrieval import SkillLibrary
 
             return SkillLibrary.for_env(self.store, self.env)
-        from agent.fast_path import SHARED, FastPolicy
-        from memory.registry import promoted, ref_of
-
-        if not (self.models_dir / "base" / "model.safetensors").is_file():
-            return None
-        rows = [e for e in promoted(self.store, self.env.name) if e.skill is None]
-        if self.mode == "moram":
-            keep = sorted((e for e in rows if e.routing == "moram"), key=lambda e: e.id)  # stage order
-        else:
-            keep = [e for e in rows if e.routing == "category" and (e.category == SHARED) == (self.mode == "shared-lora")]
-        return FastPolicy(self.models_dir, [ref_of(e) for e in keep], self.device) if keep else None
+        return expert_fast_path(self.mode, self.store, self.env.name, self.models_dir, self.device)
 
 
-def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, device: str = "cpu") -> list:
+def expert_refs(mode: str, store, game: str) -> list:
+    """The promoted experts a parametric mode's fast path carries (MoRAM: in stage order)."""
+    from agent.fast_path import SHARED
+    from memory.registry import promoted, ref_of
+
+    rows = [e for e in promoted(store, game) if e.skill is None]
+    if mode == "moram":
+        keep = sorted((e for e in rows if e.routing == "moram"), key=lambda e: e.id)
+    else:
+        keep = [e for e in rows if e.routing == "category" and (e.category == SHARED) == (mode == "shared-lora")]
+    return [ref_of(e) for e in keep]
+
+
+def expert_fast_path(mode: str, store, game: str, models_dir: str | Path, device: str = "cpu"):
+    """The frozen base with the mode's promoted experts; None before there is any."""
+    from agent.fast_path import FastPolicy
+    from consolidation.base_training import has_base
+
+    refs = expert_refs(mode, store, game)
+    if not refs or not has_base(models_dir):
+        return None
+    return FastPolicy(models_dir, refs, device)
+
+
+def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, device: str = "cpu",
+                     process=None) -> list:
     """The self-trigger, in process: score every skill, queue a job for each one whose trigger
-    fires, and run the queue. Costs are measured online: a job's cost is the median of the
-    jobs run so far, or, before the first, a timed estimate (one epoch's worth of the training
-    the job would do); the fast path's cost per use is its measured forward time × the skill's
-    slow-path steps."""
+    fires, and run the queue (`process` defaults to the real pipeline). Costs are measured
+    online: a job's cost is the median of the jobs run so far (before the first, see
+    `_estimate_job_cost`); the fast path's cost per use is its measured decision time × the
+    mean slow-path steps per use."""
     from agent.evaluation import run_job
     from consolidation.queue import enqueue
     from consolidation.scoring import measured_job_cost_s, pending_triggers, refresh_worthiness
@@ -95,8 +110,8 @@ def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, dev
             console.print(f"  trigger: {trig.skill} ({trig.category}): {trig.decision.reason}")
     done = []
     if fired:
-        worker = Worker(store, lambda job, beat: run_job(store, job, beat, device=device, models_dir=models_dir),
-                        lease_s=600, name="in-process")
+        process = process or (lambda job, beat: run_job(store, job, beat, device=device, models_dir=models_dir))
+        worker = Worker(store, process, lease_s=600, name="in-process")
         while (job := worker.run_once()) is not None:
             done.append(job)
     return done
@@ -104,31 +119,42 @@ def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, dev
 
 def _fast_decision_s(fast, env) -> float:
     """Seconds per fast decision: timed on the live fast path, else on a fresh policy of the
-    same shape (what a first expert would cost)."""
+    shape a first expert would have (built once per game)."""
     import numpy as np
-    import torch
 
     from envs.base import Observation
 
     obs = Observation(rgb=np.zeros((64, 64, 3), np.uint8), local_view=np.zeros(env.view_shape, np.int16),
                       inventory={k: 0 for k in env.catalog.items})
     skill = next(iter(env.catalog))
-    if fast is None:
+    act = fast.act if fast is not None else _fresh_policy_act(env)
+    t0 = time.perf_counter()
+    for _ in range(5):
+        act(obs, skill)
+    return (time.perf_counter() - t0) / 5
+
+
+_FRESH: dict = {}
+
+
+def _fresh_policy_act(env):
+    if env.name not in _FRESH:
+        import torch
+
         from memory.policy import PolicyConfig, build_policy
 
         policy = build_policy(PolicyConfig(), len(env.cell_names), len(env.catalog.items),
                               len(env.action_names), env.catalog.names).eval()
-        with torch.inference_mode():
-            args = (torch.zeros((1, *env.view_shape), dtype=torch.long), torch.zeros(1, len(env.catalog.items)),
-                    torch.zeros(1, 2), policy.tokenizer.encode([skill.name]))
-            t0 = time.perf_counter()
-            for _ in range(5):
-                policy(*args)
-        return (time.perf_counter() - t0) / 5
-    t0 = time.perf_counter()
-    for _ in range(5):
-        fast.act(obs, skill)
-    return (time.perf_counter() - t0) / 5
+        items = list(env.catalog.items)
+
+        @torch.inference_mode()
+        def act(obs, skill):
+            return policy(torch.as_tensor(obs.local_view[None]).long(),
+                          torch.tensor([[obs.inventory.get(k, 0) for k in items]]).float(),
+                          torch.tensor([obs.facing]).float(), policy.tokenizer.encode([skill.name]))
+
+        _FRESH[env.name] = act
+    return _FRESH[env.name]
 
 
 def _estimate_job_cost(store, env) -> float:

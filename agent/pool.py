@@ -191,9 +191,9 @@ class PlannerActor:
 
     def __init__(self, spec, catalog):
         from agent.llm_planner import HFPlanner
-        from agent.session import make_planner
+        from agent.llm_planner import make_planner
 
-        self.planner = make_planner(spec.planner, catalog, spec.llm)
+        self.planner = make_planner(spec.planner, catalog, options=spec.llm)
         self.batcher = None
         if isinstance(self.planner, HFPlanner):
             self.batcher = _Batcher(lambda batch: hf_complete_batch(self.planner, batch))
@@ -227,13 +227,13 @@ class RunnerActor:
     """A plain `Runner` with its own env, planner and store connection."""
 
     def __init__(self, spec, db_url: str, planner=None, make_env: Callable | None = None):
-        from agent.session import make_planner
+        from agent.llm_planner import make_planner
         from envs import make_env as make_game
         from memory.store import Store
 
         env = (make_env or make_game)(spec.env)
         if planner is None:  # symbolic: plan here, see the module docstring
-            planner = make_planner(spec.planner, env.catalog, spec.llm)
+            planner = make_planner(spec.planner, env.catalog, options=spec.llm)
         else:
             planner = RemotePlanner(planner, ray.get(planner.name.remote()))
         from agent.memory_modes import MemoryFastPath

@@ -33,19 +33,6 @@ class RunSpec:
     address: Optional[str] = None  # an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT)
 
 
-def make_planner(spec: str, catalog, options=None):
-    """The planner a `--planner` value names (the LLM backends load lazily)."""
-    if spec == "symbolic":
-        from agent.planner import SymbolicPlanner
-
-        return SymbolicPlanner(catalog)
-    if spec.startswith(("hf:", "openai:")):
-        from agent.llm_planner import make_planner as make_llm_planner
-
-        return make_llm_planner(spec, catalog, options=options)
-    raise ConfigError(f"unknown planner {spec!r}: use symbolic, hf:PATH_OR_ID or openai:BASE_URL")
-
-
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=False)
@@ -74,7 +61,9 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
         url = store.engine.url.render_as_string(hide_password=False) if store else spec.db
         pool = RunnerPool(spec, spec.workers, spec.address, db_url=url)
     else:
-        planner = make_planner(spec.planner, env.catalog, spec.llm)
+        from agent.llm_planner import make_planner
+
+        planner = make_planner(spec.planner, env.catalog, options=spec.llm)
     store = store or Store.open(spec.db)
     store.sync_skills(env.catalog)
     run_id = store.start_run(env=spec.env, task=task.name, planner=spec.planner,

@@ -58,7 +58,7 @@ def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
     from agent.arbiter import Arbiter
     from agent.evaluation import run_job
-    from agent.fast_path import FastPolicy
+    from agent.memory_modes import expert_fast_path
     from consolidation.queue import enqueue
     from consolidation.worker import Worker
     from envs import make_env
@@ -79,7 +79,7 @@ def main() -> None:
     while (job := worker.run_once()) is not None:
         jobs.append(job)
         print(f"job {job.target}: {job.status} {job.error or ''}", flush=True)
-    fast = FastPolicy.from_registry(store, models, "crafter", args.device)
+    fast = expert_fast_path("peam", store, "crafter", models, args.device)
     slow_mean = {r.name: r.mean_steps for r in store.skill_table("crafter") if r.mean_steps}
     after, share, calls_after = play(store, env, Arbiter(fast, slow_mean), 50_000, args.episodes)
     wall = time.perf_counter() - t0

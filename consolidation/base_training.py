@@ -32,6 +32,11 @@ BASE_DIR, WEIGHTS, CONFIG = "base", "model.safetensors", "config.json"
 NO_DATA = "no slow-path segments yet: run `peam run` or `peam demo` first"
 
 
+def has_base(models_dir: str | Path) -> bool:
+    """Whether `train_base` has written a base policy under `models_dir`."""
+    return (Path(models_dir) / BASE_DIR / WEIGHTS).is_file()
+
+
 class NoDataError(PeamError):
     """The store holds nothing to learn from."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from consolidation.base_training import BASE_DIR, train_base
+from consolidation.base_training import has_base, train_base
 from consolidation.queue import JobRow, advance
 from consolidation.trainer import ExpertTrainingConfig, train_expert
 from consolidation.worker import JobOutcome
@@ -41,38 +41,43 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
     models_dir = Path(models_dir)
     catalog = make_env(job.game).catalog
     category = job.category or catalog[job.skill].category
-    t0 = time.perf_counter()
-    if not (models_dir / BASE_DIR / "model.safetensors").is_file():
+    if not has_base(models_dir):
         # The first job of a store trains the frozen base all experts share.
         train_base(store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir,
                    game=job.game, progress=False)
     heartbeat()
     current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
     expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)
+    t0 = time.perf_counter()
     candidate = train_expert(store, models_dir=models_dir, game=job.game, category=category,
                              tag=f"job{job.id}", current_path=current.path if current else None,
                              config=expert_cfg)
     train_s = time.perf_counter() - t0
     heartbeat()
     advance(store, job.id, job.worker, "evaluating", expert_id=candidate.expert_id)
+    metrics = {"category": category, "train_seconds": train_s,
+               "samples": candidate.metrics.get("samples"), "pairs": candidate.metrics.get("pairs"),
+               "samples_per_s": (candidate.metrics.get("samples") or 0)
+               * (candidate.metrics.get("epochs_run") or 0) / max(train_s, 1e-9),
+               "current_expert_id": current.id if current else None}
+    if not _intact(candidate.path, candidate.sha256):  # a torn file is neither played nor promoted
+        _set_status(store, candidate.expert_id, "rejected")
+        return JobOutcome("rejected", candidate.expert_id, {**metrics, "rejected": "file not intact"})
 
     skills = _practised(store, job.game, category, catalog)
-    others = [r for r in promoted(store, job.game) if r.category != category and r.skill is None]
-    with_candidate = evaluate(_refs(others) + _refs([candidate], category), skills, cfg.eval_episodes)
+    others = [ref_of(r) for r in promoted(store, job.game) if r.category != category and r.skill is None]
+    cand_ref = ExpertRef(category, candidate.path, candidate.expert_id)
+    with_candidate = evaluate(others + [cand_ref], skills, cfg.eval_episodes)
     heartbeat()
-    with_current = (evaluate(_refs(others + [current]), skills, cfg.eval_episodes)
+    with_current = (evaluate(others + [ref_of(current)], skills, cfg.eval_episodes)
                     if current else {s: {"rate": 0.0} for s in skills})
     heartbeat()
-    cand = _mean(with_candidate, skills)
-    cur = _mean(with_current, skills)
-    metrics = {"category": category, "skills": skills, "candidate_success": cand,
-               "current_success": cur, "candidate": with_candidate, "current": with_current,
-               "train_seconds": train_s, "samples": candidate.metrics.get("samples"),
-               "pairs": candidate.metrics.get("pairs"),
-               "samples_per_s": (candidate.metrics.get("samples") or 0) * expert_cfg.epochs / max(train_s, 1e-9),
-               "current_expert_id": current.id if current else None}
+    cand, cur = _mean(with_candidate, skills), _mean(with_current, skills)
+    metrics.update(skills=skills, candidate_success=cand, current_success=cur,
+                   candidate=with_candidate, current=with_current)
     # The gate: not worse than the expert it replaces, and of some use at all (an expert that
-    # never succeeds would only cost the slow path a failed attempt first).
+    # never succeeds would only cost the slow path a failed attempt first); and the file must
+    # still read back whole at the moment it is promoted.
     if cand >= cur and cand > 0 and _intact(candidate.path, candidate.sha256):
         _set_skill_success(store, candidate.expert_id, with_candidate)
         promote(store, candidate.expert_id)
@@ -80,17 +85,6 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
         return JobOutcome("promoted", candidate.expert_id, metrics)
     _set_status(store, candidate.expert_id, "rejected")
     return JobOutcome("rejected", candidate.expert_id, metrics)
-
-
-def _refs(rows, category: str | None = None) -> list[ExpertRef]:
-    """Registry rows (or a fresh candidate, with its category) as fast-path references."""
-    out = []
-    for row in rows:
-        if hasattr(row, "category"):
-            out.append(ref_of(row))
-        else:  # a trainer.Candidate
-            out.append(ExpertRef(category, row.path, row.expert_id))
-    return out
 
 
 def _practised(store, game: str, category: str, catalog) -> list[str]:
@@ -136,7 +130,7 @@ def _measure_forgetting(store, game: str, evaluate: Evaluate, cfg: Consolidation
     skills = [s for c in by_category for s in _practised(store, game, c, catalog)]
     if not skills:
         return {}
-    results = evaluate(_refs(rows), skills, cfg.forgetting_episodes)
+    results = evaluate([ref_of(r) for r in rows], skills, cfg.forgetting_episodes)
     now = utcnow()
     with store.session() as s:
         for skill, res in results.items():

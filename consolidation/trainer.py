@@ -207,5 +207,4 @@ def _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress) ->
                 p.copy_(saved)
     val = _evaluate(policy, data, split.val, cfg.batch_size, index) if len(split.val) else None
     return {"epochs_run": epochs_run, "val_loss": val and val[0], "val_accuracy": val and val[1],
-            "preference_loss": None if pref is None else float(pref),
-            "samples_per_s": None}
+            "preference_loss": None if pref is None else float(pref)}

@@ -40,6 +40,8 @@ def test_help_starts_without_torch_ray_or_sqlalchemy():
     (["run", "--task", "make_golden_apple"], "unknown task 'make_golden_apple'"),
     (["run", "--env", "tetris"], "unknown env 'tetris'"),
     (["run", "--planner", "oracle"], "unknown planner 'oracle'"),
+    (["run", "--memory", "dreams"], "unknown memory mode 'dreams'"),
+    (["run", "--consolidate", "sometimes"], "unknown --consolidate 'sometimes'"),
     (["run", "--db", "mysql+nope://x/y"], "database"),
     (["run", "--db", "postgresql+psycopg://nobody@127.0.0.1:1/none"], "cannot connect"),
 ])
