@@ -1,11 +1,18 @@
 """The slow/fast arbiter: which path acts on a subgoal, how long the fast path may try, and
 when it has stopped making progress.
 
-The fast path gets a subgoal when a promoted expert covers the skill's category and the gate
-measured it succeeding more often than not on held-out episodes. Its step budget comes from
-the skill's own slow-path statistics; a progress monitor hands over early when nothing on
-screen or in the inventory has changed for a while. A failure is corrected by the slow path
-from that very state, and the pair is recorded (DESIGN.md, "The data's way through it" §2).
+The fast path gets a subgoal when a promoted expert covers the skill's category, the skill's
+success is more likely than not, and the agent is not in danger. The success estimate pools
+what the gate measured on held-out episodes with what this fast path has done live since it
+was loaded: an expert the gate passed that keeps failing in play loses the subgoal after a few
+failures. A skill the gate never measured stays on the slow path (nothing proves the expert
+can do it). Danger (a hostile creature close by, or health low) belongs to the slow path's
+reflexes and shelters; a fast segment hands over the moment it arises.
+
+The fast path's step budget comes from the skill's own slow-path statistics; a progress monitor
+hands over early when nothing on screen or in the inventory has changed for a while. A failure
+is corrected by the slow path from that very state, and the pair is recorded (DESIGN.md, "The
+data's way through it" §2).
 """
 
 from __future__ import annotations
@@ -27,12 +34,40 @@ class Arbiter:
     slow_mean_steps: dict[str, float] = field(default_factory=dict)  # per skill, from the store
     force_fast: bool = False  # evaluation: the fast path on every covered skill
 
-    def path_for(self, skill: Skill) -> str:
-        if self.fast is None or not self.fast.covers(skill.category):
+    live: dict[str, list[int]] = field(default_factory=dict)  # skill -> [successes, attempts] live
+    _live_version: object = None
+
+    def path_for(self, skill: Skill, danger: bool = False) -> str:
+        if self.fast is None or danger or not self.fast.covers(skill.category):
             return "slow"
-        if self.force_fast or self.fast.confidence(skill) >= ADEQUATE:
+        if self.force_fast or self.trust(skill) >= ADEQUATE:
             return "fast"
         return "slow"
+
+    def trust(self, skill: Skill) -> float:
+        """Success of the fast path on this skill: the gate's held-out measurement (as that many
+        pseudo-attempts) pooled with the live attempts since this fast path was loaded."""
+        self._sync()
+        rate = self.fast.confidence(skill)
+        prior = self.fast.evidence(skill) if hasattr(self.fast, "evidence") else 1
+        wins, tries = self.live.get(skill.name, (0, 0))
+        return (rate * prior + wins) / (prior + tries) if prior + tries else 0.0
+
+    def record(self, skill: Skill, outcome: str) -> None:
+        """A fast attempt's outcome; "interrupted" (danger, a survival need) is no verdict."""
+        if outcome == "interrupted":
+            return
+        self._sync()
+        tally = self.live.setdefault(skill.name, [0, 0])
+        tally[0] += outcome == "success"
+        tally[1] += 1
+
+    def _sync(self) -> None:
+        """A newly loaded fast path (other experts) starts with a clean live record."""
+        version = getattr(self.fast, "version", None)
+        if version != self._live_version:
+            self.live.clear()
+            self._live_version = version
 
     def fast_budget(self, skill: Skill, slow_budget: int) -> int:
         """Three times what the slow path needs on average, plus room to look around."""

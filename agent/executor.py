@@ -18,6 +18,7 @@ from envs.catalog import Skill, SkillCatalog
 MOVES = {v: k for k, v in DIRS.items()}
 SOLID_FOR_ZOMBIES = ("stone", "coal", "iron", "diamond", "tree", "water", "lava", "table", "furnace")
 MOUNTAIN = ("stone", "path", "coal", "iron", "diamond")
+HOSTILE = ("zombie", "skeleton", "arrow")  # what hurts: the slow path's reflexes and the arbiter watch them
 
 
 class DeliberateExecutor:
@@ -147,15 +148,16 @@ class DeliberateExecutor:
         step = self._build_shelter(obs)
         if step:
             return step
-        hostile = self._hostile_near(6)
+        hostile = self.hostile_near(6)
         quiet_day = obs.daylight > 0.8 and not hostile
-        if tired and (quiet_day or obs.inventory.get("energy", 0) == 0) and not self._hostile_near(3):
+        if tired and (quiet_day or obs.inventory.get("energy", 0) == 0) and not self.hostile_near(3):
             return "sleep"
         return self._explore(obs, None, toward_rock=True)
 
-    def _hostile_near(self, radius: int) -> bool:
+    def hostile_near(self, radius: int) -> bool:
+        """A zombie, skeleton or arrow remembered within `radius` steps (Manhattan)."""
         x, y = self.memory.pos
-        return any(self.cell_names[v] in ("zombie", "skeleton", "arrow")
+        return any(self.cell_names[v] in HOSTILE
                    and abs(c[0] - x) + abs(c[1] - y) <= radius
                    for c, v in self.memory.creatures.items())
 
@@ -284,7 +286,7 @@ class DeliberateExecutor:
     def _walk(self, obs: Observation, key, goal, replan_every: int = 12) -> str | None:
         mem = self.memory
         # Monsters move: replan often while one is in sight so paths keep clear of them.
-        if self._hostile_near(6):
+        if self.hostile_near(6):
             replan_every = min(replan_every, 2)
         valid = (self._path is not None and self._path_key == key and mem.pos in self._path
                  and self._path_age < replan_every)
@@ -302,7 +304,7 @@ class DeliberateExecutor:
 
     def _danger(self, obs: Observation, key) -> dict[nav.Cell, float]:
         """Cells near monsters cost extra, except near the one we hunt with health to spare."""
-        hostile = {self.memory.ids[k] for k in ("zombie", "skeleton", "arrow") if k in self.memory.ids}
+        hostile = {self.memory.ids[k] for k in HOSTILE if k in self.memory.ids}
         hunted = {"defeat_zombie": "zombie", "defeat_skeleton": "skeleton"}.get(key[1]) if key[0] == "use" else None
         if hunted and obs.inventory.get("health", 0) > 5:
             hostile.discard(self.memory.ids[hunted])

@@ -23,7 +23,7 @@ class FastPolicy:
                  sample: bool = True, seed: int = 0):
         from consolidation.base_training import BASE_DIR, load_base
         from memory.expert_io import load_expert, read_expert
-        from memory.inject import add_expert, inject
+        from memory.inject import add_expert, inject, merged_copy
         from memory.lora import LoraConfig
 
         self.policy, doc = load_base(Path(models_dir) / BASE_DIR, device)
@@ -43,6 +43,13 @@ class FastPolicy:
                 load_expert(self.policy, ref.path, ref.category)
                 self.index[ref.category] = i
         self.policy.eval()
+        # Inference folds each category's expert into a copy of the base (W + s·BA): one
+        # decision then costs the base network alone, with no routing (measured in
+        # benchmarks/decision_latency.py). MoRAM's self-activated atoms cannot be folded.
+        self.merged = {}
+        if experts and "peam" not in cfg:
+            self.merged = {name: merged_copy(self.policy, name).eval() for name in self.index}
+        self._subgoals: dict[str, torch.Tensor] = {}
         self.sample = sample  # sampling breaks the ties and loops an argmax policy falls into
         self.generator = torch.Generator().manual_seed(seed)
         self.version = tuple(sorted((e.category, e.expert_id or 0) for e in experts))
@@ -62,12 +69,28 @@ class FastPolicy:
         return self._expert_for(category) is not None
 
     def confidence(self, skill: Skill) -> float:
-        """The held-out success the gate measured for this skill (1.0 when it measured the
-        category but not this skill: the expert was promoted for the category as a whole)."""
+        """The held-out success the gate measured for this skill; 0.0 for a skill it did not
+        measure (the category's expert never showed it can do that one). An expert promoted
+        with no gate at all (the continual baselines) carries no measurement and is trusted
+        blindly, 1.0: what a naive fine-tuner does."""
         ref = self.experts.get(self._expert_for(skill.category) or "")
         if ref is None:
             return 0.0
-        return (ref.skill_success or {}).get(skill.name, 1.0)
+        if ref.skill_success is None:
+            return 1.0
+        return ref.skill_success.get(skill.name, 0.0)
+
+    def evidence(self, skill: Skill) -> int:
+        """How many held-out attempts that rate stands on (1 where the registry does not say,
+        0 where nothing was measured for this skill)."""
+        ref = self.experts.get(self._expert_for(skill.category) or "")
+        if ref is None:
+            return 0
+        if ref.skill_success is None:
+            return 1
+        if skill.name not in ref.skill_success:
+            return 0
+        return max(int((ref.skill_attempts or {}).get(skill.name, 1)), 1)
 
     @torch.inference_mode()
     def act(self, obs: Observation, skill: Skill) -> str:
@@ -76,16 +99,21 @@ class FastPolicy:
         view = torch.as_tensor(obs.local_view[None], device=self.device).long()  # (1, W, H)
         inv = torch.tensor([[obs.inventory.get(k, 0) for k in self.items]], device=self.device).float()
         facing = torch.tensor([obs.facing], device=self.device).float()  # (1, 2)
-        subgoal = self.policy.tokenizer.encode([skill.name]).to(self.device)  # (1, words)
-        if self.index:
-            name = self._expert_for(skill.category)
-            expert = self.index[name] if name else -1
-            set_expert_indices(self.policy, torch.tensor([expert], device=self.device))
+        subgoal = self._subgoals.get(skill.name)
+        if subgoal is None:
+            subgoal = self._subgoals[skill.name] = self.policy.tokenizer.encode([skill.name]).to(self.device)  # (1, words)
+        name = self._expert_for(skill.category) if self.index else None
+        model = self.merged.get(name)
+        if model is None:
+            model = self.policy
+            if self.index:
+                expert = self.index[name] if name else -1
+                set_expert_indices(self.policy, torch.tensor([expert], device=self.device))
         cells = None
-        if self.policy.map is not None and self.memory is not None:
-            radius = self.policy.config.map_radius
+        if model.map is not None and self.memory is not None:
+            radius = model.config.map_radius
             cells = torch.as_tensor(self.memory.crop(radius)[None], device=self.device).long()  # (1, M, M)
-        logits, _done = self.policy(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
+        logits, _done = model(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
         if self.sample:
             probs = torch.softmax(logits[0].float().cpu(), -1)
             action = int(torch.multinomial(probs, 1, generator=self.generator))

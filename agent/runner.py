@@ -14,13 +14,14 @@ import numpy as np
 
 from agent.arbiter import Arbiter, ProgressMonitor
 from agent.executor import DeliberateExecutor
-from agent.planner import Plan, PlanContext, Planner, SymbolicPlanner
+from agent.planner import LOW_HEALTH, Plan, PlanContext, Planner, SymbolicPlanner
 from envs.base import Env, Observation
 from envs.catalog import Skill
 from envs.tasks import Task
 from memory import columns as C
 
 KNOWN_RADIUS = 20  # cells: what the planner may treat as "remembered nearby" (a short walk)
+DANGER_RADIUS = 3  # steps: a zombie this close reaches us within a step or two; an arrow flies 4
 
 
 class Recorder(Protocol):
@@ -116,8 +117,10 @@ class Runner:
                     break
                 plan = Plan([_idle_subgoal(self.catalog, state)])
             skill = self.catalog[plan.subgoals[0].skill]
-            path = self.arbiter.path_for(skill)
+            path = self.arbiter.path_for(skill, danger=self._danger(state))
             outcome, seg_id = self._attempt(task, skill, state, plan_calls, path, episode_id)
+            if path == "fast":
+                self.arbiter.record(skill, outcome)
             if path == "fast" and outcome in ("failure", "timeout") and not state.over:
                 # The slow path corrects from this very state: a failure–correction pair.
                 state.corrections += 1
@@ -202,6 +205,9 @@ class Runner:
             if monitor is not None and not monitor.update(state.obs):
                 outcome = "failure"  # stuck: hand over to the slow path
                 break
+            if path == "fast" and self._danger(state):
+                outcome = "interrupted"  # the slow path's reflexes and shelters take over
+                break
         record = SegmentRecord(
             skill=skill.name, category=skill.category, path=path, outcome=outcome,
             start_step=start_step, steps=state.steps - start_step,
@@ -211,6 +217,12 @@ class Runner:
                   C.FACING: np.asarray(facings, np.int8), C.ACTION: np.asarray(actions, np.int16),
                   C.REWARD: np.asarray(rewards, np.float32)})
         return outcome, record
+
+    def _danger(self, state: "_EpisodeState") -> bool:
+        """A hostile creature within reach, or health too low for one more mistake: the fast
+        path knows no reflexes, so the arbiter keeps it out (agent/arbiter.py)."""
+        return (self.executor.hostile_near(DANGER_RADIUS)
+                or state.obs.inventory.get("health", LOW_HEALTH) < LOW_HEALTH)
 
     def _interrupted(self, task: Task, skill: Skill, state: "_EpisodeState") -> bool:
         """A survival need pre-empts any other subgoal (the planner's own `urgent` rule)."""

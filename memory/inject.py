@@ -85,6 +85,35 @@ def set_expert_indices(model: nn.Module, idx: torch.Tensor | None) -> None:
             layer.expert_indices = idx
 
 
+def merged_copy(model: nn.Module, expert: str) -> nn.Module:
+    """A copy of `model` with `expert` folded into the base weights, W + scaling · B A, and every
+    wrapper replaced by a plain `nn.Linear` (PEFT's `merge_and_unload`): the same function of
+    its input as the model routed to `expert`, at the cost of the base alone. For inference; the
+    model itself (base and every expert) is left untouched. Plain-LoRA and category-routed
+    layers only: a MixLoRA or MoRAM layer picks its experts per token and cannot be folded."""
+    import copy
+
+    layers = wrappers(model)
+    if any(not isinstance(layer, LoraLinear) or isinstance(layer, MoramLinear) for layer in layers.values()):
+        raise AdapterError("only plain-LoRA and category-routed layers can be merged")
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, layer in layers.items():
+            if expert not in layer.expert_names():
+                raise AdapterError(f"expert {expert!r} is not in layer {name}; it holds {layer.expert_names()}")
+            base = layer.base_layer
+            plain = nn.Linear(layer.in_features, layer.out_features, bias=base.bias is not None,
+                              device=base.weight.device, dtype=base.weight.dtype)
+            delta = layer.lora_B[expert].weight @ layer.lora_A[expert].weight  # (d_out, d_in)
+            plain.weight.copy_(base.weight + layer.scaling * delta)
+            if base.bias is not None:
+                plain.bias.copy_(base.bias)
+            plain.requires_grad_(False)
+            parent_name, _, child = name.rpartition(".")
+            setattr(out.get_submodule(parent_name), child, plain)
+    return out
+
+
 def _expert_params(model: nn.Module, expert: str) -> dict[str, nn.Parameter]:
     params = {}
     for mod_name, layer in wrappers(model).items():

@@ -103,7 +103,10 @@ class ExpertRef:
     path: str
     expert_id: int | None = None
     skill_success: dict[str, float] | None = None  # held-out fast-path success per skill
+    skill_attempts: dict[str, int] | None = None  # the fast-path attempts each rate stands on
 
 
 def ref_of(row: ExpertRow) -> ExpertRef:
-    return ExpertRef(row.category, row.path, row.id, (row.metrics or {}).get("skill_success"))
+    metrics = row.metrics or {}
+    return ExpertRef(row.category, row.path, row.id, metrics.get("skill_success"),
+                     metrics.get("skill_attempts"))

@@ -173,3 +173,28 @@ def test_moram_add_atoms_leaves_old_atoms_unchanged_after_training():
     for k, v in old.items():
         assert torch.equal(layer.state_dict()[k], v), k
     assert layer.lora_B[second].weight.abs().sum() > 0
+
+
+def test_merged_copy_computes_what_the_routed_model_computes_and_leaves_it_untouched():
+    from memory.inject import AdapterError, merged_copy, wrappers
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(D_IN, 16), nn.GELU(), nn.Linear(16, D_OUT))
+    inject(net, LoraConfig(r=4, routing="category", target_modules=["0", "2"]))
+    for name in ("gather", "build"):
+        add_expert(net, name)
+    randomised(net[0]), randomised(net[2])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(9, D_IN)
+    for i, name in enumerate(("gather", "build")):
+        merged = merged_copy(net, name)
+        assert not wrappers(merged) and isinstance(merged[0], nn.Linear)
+        set_expert_indices(net, torch.full((9,), i))
+        torch.testing.assert_close(merged(x), net(x), rtol=1e-4, atol=1e-3)  # fp32 reassociation
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    with pytest.raises(AdapterError, match="not in layer"):
+        merged_copy(net, "craft")
+    moram = nn.Sequential(nn.Linear(D_IN, D_OUT))
+    inject(moram, LoraConfig(r=4, routing="moram", target_modules=["0"], num_experts=4, top_k=2))
+    with pytest.raises(AdapterError, match="merged"):
+        merged_copy(moram, "fresh")

@@ -1,0 +1,121 @@
+"""The arbiter: who acts on a subgoal. Its trust in the fast path pools the gate's held-out
+measurement with what the fast path does live; danger keeps the fast path out; a skill the
+gate never measured stays slow. Unit tests on the rule, and the real game through the runner."""
+
+from agent.arbiter import ADEQUATE, Arbiter
+from agent.fast_path import FastPolicy
+from agent.runner import Runner
+from envs import make_env
+from envs.tasks import resolve_task
+from memory.registry import ExpertRef
+
+CATALOG = make_env("crafter").catalog
+WOOD = CATALOG["collect_wood"]
+
+
+class Stubborn:
+    """A fast path covering gather, which the gate passed (rate 1.0 on `evidence` attempts),
+    and which in play only stands still: the progress monitor hands over after a few steps."""
+
+    def __init__(self, evidence: int = 1, version=("gather", 1)):
+        self._evidence, self.version = evidence, version
+        self.calls = 0
+
+    def covers(self, category):
+        return category == "gather"
+
+    def confidence(self, skill):
+        return 1.0
+
+    def evidence(self, skill):
+        return self._evidence
+
+    def act(self, obs, skill):
+        self.calls += 1
+        return "noop"
+
+
+def test_trust_pools_the_gate_with_live_attempts():
+    arbiter = Arbiter(Stubborn(evidence=2))
+    assert arbiter.trust(WOOD) == 1.0 and arbiter.path_for(WOOD) == "fast"
+    arbiter.record(WOOD, "failure")
+    assert arbiter.trust(WOOD) == 2 / 3
+    arbiter.record(WOOD, "interrupted")  # danger or a survival need: no verdict on the skill
+    assert arbiter.trust(WOOD) == 2 / 3
+    arbiter.record(WOOD, "timeout")
+    assert arbiter.trust(WOOD) == 2 / 4 and arbiter.path_for(WOOD) == "fast"  # ADEQUATE is 0.5
+    arbiter.record(WOOD, "failure")
+    assert arbiter.trust(WOOD) < ADEQUATE and arbiter.path_for(WOOD) == "slow"
+    arbiter.record(WOOD, "success")
+    assert arbiter.trust(WOOD) == 3 / 6
+
+
+def test_a_newly_loaded_fast_path_starts_with_a_clean_live_record():
+    arbiter = Arbiter(Stubborn())
+    arbiter.record(WOOD, "failure")
+    arbiter.record(WOOD, "failure")
+    assert arbiter.path_for(WOOD) == "slow"
+    arbiter.fast = Stubborn(version=("gather", 2))  # a new expert was promoted
+    assert arbiter.path_for(WOOD) == "fast"
+
+
+def test_danger_and_uncovered_categories_keep_the_slow_path():
+    arbiter = Arbiter(Stubborn())
+    assert arbiter.path_for(WOOD, danger=True) == "slow"
+    assert arbiter.path_for(CATALOG["place_table"]) == "slow"  # build: no expert
+    assert Arbiter().path_for(WOOD) == "slow"  # no fast path at all
+
+
+def test_an_expert_trusts_only_the_skills_its_gate_measured():
+    fast = FastPolicy.__new__(FastPolicy)  # the trust rules only: no base to load
+    fast.index = {"gather": 0}
+    fast.experts = {"gather": ExpertRef("gather", "x", 1, {"collect_wood": 0.75}, {"collect_wood": 4})}
+    assert (fast.confidence(WOOD), fast.evidence(WOOD)) == (0.75, 4)
+    stone = CATALOG["collect_stone"]  # same category, never measured by the gate
+    assert (fast.confidence(stone), fast.evidence(stone)) == (0.0, 0)
+    assert Arbiter(fast).path_for(stone) == "slow"
+    fast.experts = {"gather": ExpertRef("gather", "x", 1)}  # promoted with no gate (a baseline)
+    assert (fast.confidence(stone), fast.evidence(stone)) == (1.0, 1)
+
+
+def test_live_failures_in_the_game_move_the_skill_back_to_the_slow_path():
+    env = make_env("crafter")
+    fast = Stubborn()
+    runner = Runner(env, arbiter=Arbiter(fast))
+    task = resolve_task("collect_wood", env.catalog)
+    first, second, third = runner.run(task, seeds=[0, 1, 2])
+    # Gate 1/1, then live: fail (1/2, still adequate) -> fail (1/3) -> slow from then on.
+    assert first.paths[:2] == ["fast", "slow"] and first.corrections == 1 and first.success
+    assert second.paths[:2] == ["fast", "slow"] and second.success
+    assert "fast" not in third.paths and third.success and third.fast_steps == 0
+
+
+def test_a_fast_segment_hands_over_the_moment_danger_arises():
+    env = make_env("crafter")
+    fast = Stubborn()
+    runner = Runner(env, arbiter=Arbiter(fast))
+    danger_after = 3
+
+    def hostile_near(radius):  # a zombie comes close once the fast path has taken 3 steps
+        return fast.calls >= danger_after
+
+    runner.executor.hostile_near = hostile_near
+    result = runner.run_episode(resolve_task("collect_wood", env.catalog), seed=0)
+    assert result.outcomes[0] == ("collect_wood", "interrupted") and result.paths[0] == "fast"
+    assert result.fast_steps == danger_after and result.corrections == 0
+    assert set(result.paths[1:]) == {"slow"} and result.success
+    assert runner.arbiter.trust(CATALOG["collect_wood"]) == 1.0  # danger is no verdict on the skill
+
+
+def test_low_health_is_danger():
+    env = make_env("crafter")
+    runner = Runner(env)
+    obs, _ = env.reset(seed=0)
+    runner.executor.reset(0)
+    runner.executor.observe(obs, None)
+    from agent.runner import _EpisodeState
+
+    state = _EpisodeState(obs=obs, achievements={})
+    assert not runner._danger(state)
+    obs.inventory["health"] = 3
+    assert runner._danger(state)
