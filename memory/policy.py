@@ -70,13 +70,15 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+        """`queries`: only the first that many tokens attend (the rest still serve as keys)."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).unbind(2)  # 3 × (B, T, H, hd)
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # (B, H, T, hd)
+        q = q[:, :, :queries]  # (B, H, Q, hd)
         mask = keep[:, None, None, :]  # (B, 1, 1, T): padding words are not attended to
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(b, t, d))  # (B, T, d)
+        return self.proj(y.transpose(1, 2).reshape(b, q.shape[2], d))  # (B, Q, d)
 
 
 class MLP(nn.Module):
@@ -98,8 +100,10 @@ class Block(nn.Module):
         self.ln_1, self.attn = nn.LayerNorm(cfg.d_model), SelfAttention(cfg)
         self.ln_2, self.mlp = nn.LayerNorm(cfg.d_model), MLP(cfg)
 
-    def forward(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), keep)
+    def forward(self, x: torch.Tensor, keep: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+        """`queries`: compute the output of the first that many tokens only (the last block,
+        whose only output read is the summary token's)."""
+        x = x[:, :queries] + self.attn(self.ln_1(x), keep, queries)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -186,8 +190,8 @@ class Policy(nn.Module):
         x = torch.cat(parts + [words], dim=1)  # (B, T, d)
         n_fixed = x.shape[1] - words.shape[1]
         keep = torch.cat([torch.ones(b, n_fixed, dtype=torch.bool, device=x.device), subgoal != 0], 1)  # (B, T)
-        for block in self.blocks:
-            x = block(x, keep)
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep, queries=1 if i == len(self.blocks) - 1 else None)  # last: the summary only
         z = self.ln_f(x[:, 0])  # (B, d) the summary token
         return self.action_head(z), self.done_head(z).squeeze(-1)  # (B, n_actions), (B,)
 

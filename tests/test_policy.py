@@ -54,6 +54,18 @@ def test_padding_words_do_not_change_the_output():
     torch.testing.assert_close(policy(**x)[0], longer(**y)[0], rtol=1e-5, atol=1e-5)
 
 
+def test_the_last_block_computing_the_summary_token_alone_changes_nothing():
+    """Only the summary token is read off the last block; the other tokens' outputs there are
+    skipped (a third less work per decision) and must not have mattered."""
+    policy = build_policy(small(), N_CELLS, N_ITEMS, N_ACTIONS, SKILLS).eval()
+    x = batch(policy)
+    fast = policy(**x)
+    last = policy.blocks[-1]
+    full = last.forward
+    last.forward = lambda h, keep, queries=None: full(h, keep, None)  # every token, as before
+    torch.testing.assert_close(policy(**x), fast, rtol=1e-5, atol=1e-5)
+
+
 def test_default_lora_targets_are_the_trunks_projections():
     policy = inject(build_policy(small(), N_CELLS, N_ITEMS, N_ACTIONS, SKILLS), LoraConfig(routing="category"))
     assert sorted(wrappers(policy)) == sorted(
