@@ -52,9 +52,10 @@ class EpisodeResult:
 
 
 def segment_budget(skill: Skill) -> int:
-    """Steps the slow path may spend on one attempt before it counts as a timeout."""
-    if skill.name in ("eat_plant", "defeat_skeleton", "collect_diamond"):
-        return 2_000
+    """Steps the slow path may spend on one attempt before it counts as a timeout: the game's
+    own figure for the skill when it has one (envs/), else by kind."""
+    if skill.budget is not None:
+        return skill.budget
     if skill.requires and skill.target:  # mountain resources: coal, iron, diamond, stone
         return 1_200
     return 600

@@ -29,6 +29,7 @@ class Skill:
     where: tuple[str, ...] = ()  # cells a placement may go on
     after: tuple[str, ...] = ()  # skills whose effect in the world it needs first
     achievement: str = ""
+    budget: int | None = None  # steps one attempt may take; None: the runner's default for its kind
 
     def __post_init__(self):
         if self.category not in CATEGORIES:

@@ -8,6 +8,7 @@ hard-codes them in `objects.py` — and are listed in `_ENGINE_SKILLS` with that
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -27,6 +28,12 @@ _ENGINE_SKILLS = (
     Skill("eat_plant", "survive", target=("plant_ripe",), gives={"food": 4}, after=("place_plant",)),
     Skill("wake_up", "survive", gives={"energy": 1}),
 )
+
+
+# Attempts that are mostly a long search or a wait (steps; the runner's defaults are 600 for the
+# surface, 1,200 for the mountain): a sapling ripens over hundreds of steps, skeletons live
+# only in the dark tunnels, diamonds are the rarest cell of the map.
+_LONG_ATTEMPTS = {"eat_plant": 2_000, "defeat_skeleton": 2_000, "collect_diamond": 2_000}
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,6 +64,8 @@ def crafter_catalog() -> SkillCatalog:
             f"make_{name}", "craft", requires=dict(rule["uses"]), consumes=dict(rule["uses"]),
             gives={name: rule["gives"]}, nearby=tuple(rule["nearby"])))
     skills += _ENGINE_SKILLS
+    skills = [dataclasses.replace(s, budget=_LONG_ATTEMPTS[s.name]) if s.name in _LONG_ATTEMPTS else s
+              for s in skills]
     order = {name: i for i, name in enumerate(data["achievements"])}
     missing = set(order) - {s.name for s in skills}
     assert not missing, f"achievements without a skill: {missing}"  # a new Crafter release

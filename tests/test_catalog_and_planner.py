@@ -38,6 +38,14 @@ def test_categories(catalog):
     assert catalog["wake_up"].category == "survive"
 
 
+def test_attempt_budgets_come_from_the_game_catalog(catalog):
+    from agent.runner import segment_budget
+
+    assert segment_budget(catalog["eat_plant"]) == catalog["eat_plant"].budget == 2_000  # a sapling ripens slowly
+    assert catalog["collect_wood"].budget is None and segment_budget(catalog["collect_wood"]) == 600
+    assert segment_budget(catalog["collect_iron"]) == 1_200  # a mountain resource, by kind
+
+
 def test_suites_split_single_and_long_horizon(catalog):
     s = suites(catalog)
     assert "make_iron_pickaxe" in s["long_horizon"] and "collect_diamond" in s["long_horizon"]
