@@ -45,7 +45,8 @@ class MemoryFastPath:
     def refresh(self) -> Arbiter:
         if self.mode == "none":
             return self.arbiter
-        version = (self._registry_version(), len(self.store.segments(path="slow", outcome="success"))
+        version = (self._registry_version(),
+                   self.store.segment_count(path="slow", outcome="success", game=self.env.name)
                    if self.mode == "retrieval" else 0)
         if version == self._version:
             return self.arbiter

@@ -329,14 +329,16 @@ class Store:
                  episode_id: int | None = None, game: str | None = None) -> list[SegmentRow]:
         """Segments in commit order, without their step data (see `load_steps`)."""
         columns = [getattr(Segment, name) for name in SegmentRow.__dataclass_fields__]
-        query = select(*columns).order_by(Segment.id).limit(limit)
-        wanted = {Segment.skill: skill, Segment.category: category, Segment.path: path,
-                  Segment.outcome: outcome, Segment.episode_id: episode_id}
-        query = query.where(*(col == v for col, v in wanted.items() if v is not None))
-        if game is not None:
-            query = query.join(Episode, Episode.id == Segment.episode_id).where(Episode.env == game)
+        query = _where_segments(select(*columns).order_by(Segment.id).limit(limit), skill=skill,
+                                category=category, path=path, outcome=outcome,
+                                episode_id=episode_id, game=game)
         with self.session() as s:
             return [SegmentRow(*r) for r in s.execute(query)]
+
+    def segment_count(self, **where) -> int:
+        """How many segments match (the keywords of `segments`), counted by the database."""
+        with self.session() as s:
+            return int(s.scalar(_where_segments(select(func.count(Segment.id)), **where)))
 
     def load_steps(self, segment_id: int) -> dict[str, np.ndarray]:
         with self.session() as s:
@@ -344,6 +346,16 @@ class Store:
             if blob is None and s.get(Segment, segment_id) is None:
                 raise KeyError(f"no segment {segment_id}")
         return decode_steps(blob)
+
+
+def _where_segments(query, *, skill=None, category=None, path=None, outcome=None, episode_id=None,
+                    game=None):
+    wanted = {Segment.skill: skill, Segment.category: category, Segment.path: path,
+              Segment.outcome: outcome, Segment.episode_id: episode_id}
+    query = query.where(*(col == v for col, v in wanted.items() if v is not None))
+    if game is not None:
+        query = query.join(Episode, Episode.id == Segment.episode_id).where(Episode.env == game)
+    return query
 
 
 def _get(s: Session, model, row_id: int):

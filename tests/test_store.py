@@ -167,6 +167,10 @@ def test_segments_filter_and_leave_out_step_data(store):
     assert [s.outcome for s in store.segments(skill="collect_wood", path="fast")] == ["failure"]
     assert len(store.segments(outcome="success", limit=1)) == 1
     assert not hasattr(store.segments()[0], "data")
+    assert store.segment_count(path="slow", outcome="success") == 2
+    assert store.segment_count(path="slow", outcome="success", game="crafter") == len(
+        store.segments(path="slow", outcome="success", game="crafter"))
+    assert store.segment_count(skill="nothing") == 0
 
 
 def test_runs_and_timestamps_are_timezone_aware_utc(store):
