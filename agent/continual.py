@@ -41,7 +41,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gather", ("collect_wood", "collect_stone")),
     ("build", ("place_table", "place_stone")),
     ("craft", ("make_wood_pickaxe", "make_stone_pickaxe")),
-    ("survive", ("collect_drink",)),
+    ("survive", ("collect_drink", "eat_cow")),
 )
 GAME = "crafter"
 SEED_BASE = 10_000  # play seeds: stage i, task j, episode k -> SEED_BASE + 1000 i + 100 j + k
@@ -331,11 +331,13 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
                           + f" ({play['play_s']:.0f} s play, {play['consolidate_s']:.0f} s "
                           f"consolidation, {play['evaluate_s']:.0f} s evaluation)")
         footprint = mode.footprint()
+        skills_all = [s for _, sk in stages for s in sk]
+        with console.status(f"[{config.memory}] the protocol's tasks again, memory arbitrated"):
+            replay = _replay(mode, skills_all, config.eval_episodes)
         with console.status(f"[{config.memory}] Crafter score: {config.score_episodes} open-ended episodes"):
             score = _final_score(mode, config.score_episodes, config.score_steps)
     finally:
         store.close()
-    skills_all = [s for _, sk in stages for s in sk]
     own = {s: i for i, (_, sk) in enumerate(stages) for s in sk}
     final = matrix[-1]
     forgetting = {s: (max(matrix[k][s] for k in range(own[s], len(stages) - 1)) - final[s]
@@ -350,7 +352,7 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
         "planner_calls_per_episode": [p["planner_calls_per_episode"] for p in plays],
         "median_ms": {"fast": _median_ms(fast_t), "slow": _median_ms(slow_t)},
         "decisions": {"fast": len(fast_t), "slow": len(slow_t)},
-        "footprint": footprint, "log": mode.log, "score": score,
+        "footprint": footprint, "log": mode.log, "score": score, "replay": replay,
         "note": ("no fast path exists without a memory: R is 0 by definition"
                  if config.memory == "none" else None),
         "wall_s": time.perf_counter() - t_start, "out": str(out),
@@ -360,6 +362,34 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
 
 
 SCORE_SEED = 90_000  # open-ended episodes after the protocol: seeds no stage played
+REPLAY_SEED = 80_000  # the protocol's tasks after the last stage: seeds no stage played
+
+
+def _arbitrated_runner(mode):
+    """The agent after the protocol: its memory as the fast path, arbitrated (not forced), with
+    a clean live record."""
+    from agent.arbiter import Arbiter
+    from agent.runner import Runner
+
+    slow_mean = {r.name: r.mean_steps for r in mode.store.skill_table(GAME) if r.mean_steps}
+    return Runner(mode.env, arbiter=Arbiter(mode.fast(), slow_mean))
+
+
+def _replay(mode, skills: list[str], episodes: int) -> dict:
+    """Every skill of the protocol as a task again after the last stage, on fresh seeds, as the
+    agent would run it: how many of its steps the memory takes, and how often the task succeeds."""
+    from envs.tasks import resolve_task
+
+    runner = _arbitrated_runner(mode)
+    steps = fast = 0
+    success = {}
+    for j, skill in enumerate(skills):
+        task = resolve_task(skill, mode.env.catalog)
+        results = [runner.run_episode(task, REPLAY_SEED + 100 * j + k) for k in range(episodes)]
+        steps += sum(r.steps for r in results)
+        fast += sum(r.fast_steps for r in results)
+        success[skill] = sum(r.success for r in results) / episodes
+    return {"episodes": episodes, "fast_share": fast / max(steps, 1), "success": success}
 
 
 def _final_score(mode, episodes: int, max_steps: int) -> dict | None:
@@ -367,14 +397,10 @@ def _final_score(mode, episodes: int, max_steps: int) -> dict | None:
     forced), on open-ended episodes: the Crafter score and the fast path's share of steps."""
     if episodes < 1:
         return None
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
     from envs.crafter import crafter_score, game_data
     from envs.tasks import OPEN_ENDED, resolve_task
 
-    fast = mode.fast()
-    slow_mean = {r.name: r.mean_steps for r in mode.store.skill_table(GAME) if r.mean_steps}
-    runner = Runner(mode.env, arbiter=Arbiter(fast, slow_mean))
+    runner = _arbitrated_runner(mode)
     task = resolve_task(OPEN_ENDED, mode.env.catalog, max_steps)
     results = [runner.run_episode(task, SCORE_SEED + k) for k in range(episodes)]
     rates = [100 * sum(a in r.unlocked for r in results) / len(results) for a in game_data()["achievements"]]

@@ -97,6 +97,12 @@ def markdown(result: dict, command: str, relative_to: str | Path | None = None) 
               f"({result['decisions']['fast']} decisions), slow "
               f"{_ms(ms['slow'])} ({result['decisions']['slow']}). "
               f"Held per category ({'bytes' if cfg['memory'] == 'retrieval' else 'parameters'}): {fp}.", ""]
+    if result.get("replay"):
+        rp = result["replay"]
+        lines += [f"After the protocol, its tasks again on fresh seeds ({rp['episodes']} per skill), the "
+                  f"memory arbitrated as in a run (not forced): **fast path {100 * rp['fast_share']:.0f}% "
+                  f"of the steps**; task success "
+                  + ", ".join(f"{s} {_pct(v)}" for s, v in rp["success"].items()) + ".", ""]
     if result.get("score"):
         sc = result["score"]
         lines += [f"After the protocol: **Crafter score {sc['crafter_score']:.1f}%** over {sc['episodes']} "

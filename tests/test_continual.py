@@ -29,6 +29,9 @@ def _check(result: dict, out: Path) -> None:
     assert math.isfinite(result["bwt"])
     score = result["score"]
     assert 0.0 <= score["crafter_score"] <= 100.0 and 0.0 <= score["fast_share"] <= 1.0
+    replay = result["replay"]
+    assert set(replay["success"]) == set(result["skills"]) and 0.0 <= replay["fast_share"] <= 1.0
+    assert all(0.0 <= v <= 1.0 for v in replay["success"].values())
     assert len(result["fast_share"]) == 2 and all(0.0 <= v <= 1.0 for v in result["fast_share"])
     assert all(math.isfinite(v) and v > 0 for v in result["planner_calls_per_episode"])
     assert result["median_ms"]["slow"] is not None and result["median_ms"]["slow"] > 0
@@ -36,7 +39,7 @@ def _check(result: dict, out: Path) -> None:
         assert Path(png).is_file() and Path(png).stat().st_size > 1000
         assert Path(png).parent == out
     text = markdown(result, "peam bench continual --memory x", relative_to=out)
-    assert "| after stage |" in text and "BWT" in text
+    assert "| after stage |" in text and "BWT" in text and "its tasks again" in text
 
 
 def test_continual_none_and_peam(tmp_path):
