@@ -85,8 +85,11 @@ class SymbolicPlanner:
             # Health only comes back with time; asleep it comes back twice as fast, and
             # behind walls nothing hurts us meanwhile.
             return Subgoal(self._producer("energy", ctx).name, "health is low: rest in a shelter")
-        if not needs and "energy" in levels and ctx.daylight < NIGHT and energy < self.catalog.items.get("energy", {}).get("max", 9):
-            needs = [(energy, "energy")]  # nights are for sleeping behind stone walls
+        if not needs and "energy" in levels and ctx.daylight < NIGHT:
+            # Nights are spent behind stone walls, rested or not: zombies crowd the grass in the
+            # dark, and a rested agent that went out for the next subgoal died there (20 traced
+            # deaths: zombies in all but three). Waiting also heals.
+            needs = [(energy, "energy")]
         if not needs and ctx.previous:
             # Keep drinking (eating) once started until nearly full: one sip per trip wastes
             # the walk to the water.

@@ -98,6 +98,18 @@ def test_survival_need_pre_empts_the_task(catalog):
     assert planner.plan(ctx).subgoals[0].skill == "collect_drink"
 
 
+def test_nights_are_spent_in_a_shelter_rested_or_not(catalog):
+    from agent.planner import NIGHT
+
+    planner = SymbolicPlanner(catalog)
+    rested = fresh_inventory(catalog)  # energy full
+    task = resolve_task(OPEN_ENDED, catalog)
+    assert planner.plan(PlanContext(task, rested, daylight=NIGHT / 2)).subgoals[0].skill == "wake_up"
+    assert planner.plan(PlanContext(task, rested, daylight=1.0)).subgoals[0].skill != "wake_up"
+    thirsty = rested | {"drink": 1}  # a vital that cannot wait still goes first
+    assert planner.plan(PlanContext(task, thirsty, daylight=NIGHT / 2)).subgoals[0].skill == "collect_drink"
+
+
 def test_open_ended_task_starts_with_the_tech_tree(catalog):
     planner = SymbolicPlanner(catalog)
     ctx = PlanContext(resolve_task(OPEN_ENDED, catalog), fresh_inventory(catalog))
