@@ -260,7 +260,8 @@ def bench_continual(
     memory: str = typer.Option("peam", help="none, peam, shared-lora, retrieval or moram."),
     episodes: int = typer.Option(2, min=1, help="Episodes per task of each stage while playing."),
     eval_episodes: int = typer.Option(2, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
-    score_episodes: int = typer.Option(4, min=0, help="Open-ended episodes after the last stage, for the Crafter score (0: skip)."),
+    score_episodes: int = typer.Option(8, min=0, help="Open-ended episodes after the last stage, for the Crafter score (0: skip)."),
+    score_steps: int = typer.Option(10_000, min=1, help="Their step limit (Crafter's own episode length: 10,000)."),
     stages: int = typer.Option(4, min=1, max=4, help="How many stages (gather, build, craft, survive) to run."),
     out: Optional[str] = typer.Option(None, help="Directory for the PNGs and stores (default: benchmarks/continual)."),
     device: str = typer.Option("cpu", help="auto (cuda when visible, else cpu), cpu or cuda."),
@@ -272,7 +273,8 @@ def bench_continual(
     from agent.continual import ContinualConfig, markdown, run_continual
 
     cfg = ContinualConfig(memory=memory, stages=stages, episodes=episodes, eval_episodes=eval_episodes,
-                          device=device, out=out or "benchmarks/continual", score_episodes=score_episodes)
+                          device=device, out=out or "benchmarks/continual", score_episodes=score_episodes,
+                          score_steps=score_steps)
     cfg.validate()  # before anything is written
     console = _console()
     result = run_continual(cfg, console)

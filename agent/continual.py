@@ -59,8 +59,8 @@ class ContinualConfig:
     expert_epochs: int = 8
     base_epochs: int = 8
     eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
-    score_episodes: int = 4  # open-ended episodes after the last stage, for the Crafter score
-    score_steps: int = 2000  # their step limit
+    score_episodes: int = 8  # open-ended episodes after the last stage, for the Crafter score
+    score_steps: int = 10_000  # their step limit: Crafter's own episode length
 
     def validate(self) -> None:
         if self.memory not in MODES:
