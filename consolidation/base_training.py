@@ -209,6 +209,19 @@ def _evaluate(policy, data: SegmentDataset, idx: torch.Tensor, batch_size: int,
     return total / n, correct / n, done_correct / n
 
 
+MIN_ROUND_STEPS = 25  # optimizer steps between two validations, however small the data
+
+
+def passes_per_round(n_train: int, batch_size: int) -> int:
+    """Passes over the training set in one round of training (a round ends with a validation
+    and the early-stopping check). One pass on a large set; on a small one as many passes as
+    make MIN_ROUND_STEPS optimizer steps. Counted in epochs alone, the 77 samples of a
+    continual stage were 8 optimizer steps in all: the expert and the base barely moved off
+    their initialisation, and the gate rejected what they could not do."""
+    steps = max(1, math.ceil(n_train / batch_size))
+    return max(1, math.ceil(MIN_ROUND_STEPS / steps))
+
+
 def _fit(policy, params, data: SegmentDataset, split: Split, *, epochs: int, batch_size: int,
          lr: float, patience: int, seed: int, label: str, console=None, progress: bool = True,
          route: int | None = None) -> Fit:
@@ -222,26 +235,28 @@ def _fit(policy, params, data: SegmentDataset, split: Split, *, epochs: int, bat
     best, best_state, best_epoch, stale = math.inf, None, 0, 0
     train_loss, val, epochs_run = math.nan, None, 0
     steps_per_epoch = math.ceil(len(split.train) / batch_size)
+    passes = passes_per_round(len(split.train), batch_size)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True, disable=not progress) as bar:
-        task = bar.add_task(f"train {label}", total=epochs * steps_per_epoch, info="")
+        task = bar.add_task(f"train {label}", total=epochs * passes * steps_per_epoch, info="")
         for epoch in range(1, epochs + 1):
             policy.train()
-            order = split.train[torch.randperm(len(split.train), generator=generator)]
             running, seen = 0.0, 0
-            for start in range(0, len(order), batch_size):
-                b = data.batch(order[start:start + batch_size], device)
-                _route(policy, route, len(b["action"]), device)
-                loss, _, _ = _losses(policy, b)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                running += loss.item() * len(b["action"])
-                seen += len(b["action"])
-                bar.update(task, advance=1, info=f"epoch {epoch} loss {running / seen:.3f}")
-            train_loss, epochs_run = running / max(seen, 1), epoch
+            for _ in range(passes):
+                order = split.train[torch.randperm(len(split.train), generator=generator)]
+                for start in range(0, len(order), batch_size):
+                    b = data.batch(order[start:start + batch_size], device)
+                    _route(policy, route, len(b["action"]), device)
+                    loss, _, _ = _losses(policy, b)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, 1.0)
+                    optimizer.step()
+                    running += loss.item() * len(b["action"])
+                    seen += len(b["action"])
+                    bar.update(task, advance=1, info=f"round {epoch} loss {running / seen:.3f}")
+            train_loss, epochs_run = running / max(seen, 1), epoch * passes
             val = _evaluate(policy, data, split.val, batch_size, route) if len(split.val) else None
             score = val[0] if val else train_loss
             if score < best:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from consolidation.base_training import BASE_DIR, NO_DATA, NoDataError, _evaluate, _losses, _route, load_base
+from consolidation.base_training import BASE_DIR, NO_DATA, NoDataError, _evaluate, _losses, _route, load_base, passes_per_round
 from consolidation.dataset import SegmentDataset
 from consolidation.pairs import FailureCorrectionPair, mine_pairs
 from consolidation.preference import dpo_loss, sequence_logp
@@ -163,6 +163,13 @@ def _pair_logps(policy, pairs, route: int) -> torch.Tensor:
     return sequence_logp(logits, pairs["action"], pairs["owner"], 2 * pairs["n"])
 
 
+def _round(n_train: int, batch_size: int, passes: int):
+    """Batch starts of one training round: `passes` passes over the data (see
+    `passes_per_round`); a start of 0 begins a pass (a fresh shuffle)."""
+    for _ in range(passes):
+        yield from range(0, max(n_train, 1), batch_size)
+
+
 def _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress) -> dict:
     from rich.progress import Progress
 
@@ -171,12 +178,14 @@ def _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress) ->
     best, best_state, stale, epochs_run, pref = math.inf, None, 0, 0, None
     n_train = len(split.train)
     steps = max(1, math.ceil(n_train / cfg.batch_size))
+    passes = passes_per_round(n_train, cfg.batch_size)
     with Progress(transient=True, disable=not progress) as bar:
-        task = bar.add_task(f"expert {data.categories[0] if data.categories else ''}", total=cfg.epochs * steps)
+        task = bar.add_task(f"expert {data.categories[0] if data.categories else ''}", total=cfg.epochs * passes * steps)
         for epoch in range(1, cfg.epochs + 1):
             policy.train()
-            order = split.train[torch.randperm(n_train, generator=generator)] if n_train else split.train
-            for start in range(0, max(n_train, 1), cfg.batch_size):
+            for start in _round(n_train, cfg.batch_size, passes):
+                if start == 0:
+                    order = split.train[torch.randperm(n_train, generator=generator)] if n_train else split.train
                 loss = torch.zeros((), device=next(policy.parameters()).device)
                 if n_train:
                     b = data.batch(order[start:start + cfg.batch_size], loss.device)
@@ -191,7 +200,7 @@ def _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress) ->
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
                 optimizer.step()
                 bar.advance(task)
-            epochs_run = epoch
+            epochs_run = epoch * passes
             val = _evaluate(policy, data, split.val, cfg.batch_size, index) if len(split.val) else None
             score = val[0] if val else float(loss)
             if score < best - 1e-6:
