@@ -32,7 +32,9 @@ STALL_STEPS = 8  # steps with no change on screen or in the inventory: the polic
 class Arbiter:
     fast: object | None = None  # agent.fast_path.FastPolicy
     slow_mean_steps: dict[str, float] = field(default_factory=dict)  # per skill, from the store
-    force_fast: bool = False  # evaluation: the fast path on every covered skill
+    # Evaluation: True, the fast path on every covered skill; a set of skill names, the fast
+    # path on those alone and the slow path on every other (one skill measured in isolation).
+    force_fast: bool | frozenset[str] = False
 
     live: dict[str, list[int]] = field(default_factory=dict)  # skill -> [successes, attempts] live
     _live_version: object = None
@@ -40,6 +42,8 @@ class Arbiter:
     def path_for(self, skill: Skill, danger: bool = False) -> str:
         if self.fast is None or danger or not self.fast.covers(skill.category):
             return "slow"
+        if isinstance(self.force_fast, frozenset):
+            return "fast" if skill.name in self.force_fast else "slow"
         if self.force_fast or self.trust(skill) >= ADEQUATE:
             return "fast"
         return "slow"

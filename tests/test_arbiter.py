@@ -119,3 +119,30 @@ def test_low_health_is_danger():
     assert not runner._danger(state)
     obs.inventory["health"] = 3
     assert runner._danger(state)
+
+
+def test_forcing_one_skill_keeps_every_other_on_the_slow_path():
+    arbiter = Arbiter(Stubborn(), force_fast=frozenset({"collect_stone"}))
+    arbiter.record(CATALOG["collect_stone"], "failure")
+    arbiter.record(CATALOG["collect_stone"], "failure")  # forced: live failures do not matter
+    assert arbiter.path_for(CATALOG["collect_stone"]) == "fast"
+    assert arbiter.path_for(WOOD) == "slow"  # covered and trusted, but not the skill measured
+    assert arbiter.path_for(CATALOG["collect_stone"], danger=True) == "slow"
+
+
+def test_measure_fast_attempts_the_measured_skill_with_its_prerequisites_on_the_slow_path():
+    from agent.evaluation import measure_fast
+
+    class NoStats:  # measure_fast reads only the slow path's mean steps from the store
+        def skill_table(self, game):
+            return []
+
+    env = make_env("crafter")
+    out = measure_fast(Stubborn(), NoStats(), env, ["collect_stone"], episodes=3, max_steps=400)
+    # collect_wood (gather too, covered) is the slow path's: every episode reaches collect_stone,
+    # whose fast attempt fails (this fast path only waits) unless danger interrupts it.
+    assert out["collect_stone"]["attempts"] >= 2 and out["collect_stone"]["successes"] == 0
+    runner = Runner(env, arbiter=Arbiter(Stubborn(), force_fast=frozenset({"collect_stone"})))
+    result = runner.run_episode(resolve_task("collect_stone", env.catalog, 400), seed=0)
+    fast = [name for (name, _), path in zip(result.outcomes, result.paths) if path == "fast"]
+    assert set(fast) == {"collect_stone"} and result.success
