@@ -287,7 +287,8 @@ def bench_continual(
     console.print(f"BWT {100 * result['bwt']:+.1f} pp; final "
                   + ", ".join(f"{s} {100 * r:.0f}%" for s, r in result["final"].items())
                   + f"; plots {result['plots']['success']}, {result['plots']['fast_share']}; "
-                  f"appended to {results}")
+                  f"appended to {results}; store and models kept in {result['work']} "
+                  "(benchmarks/memory_score.py replays them)")
 
 
 def _num(x) -> str:

@@ -355,7 +355,7 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
         "footprint": footprint, "log": mode.log, "score": score, "replay": replay,
         "note": ("no fast path exists without a memory: R is 0 by definition"
                  if config.memory == "none" else None),
-        "wall_s": time.perf_counter() - t_start, "out": str(out),
+        "wall_s": time.perf_counter() - t_start, "out": str(out), "work": str(work),
     }
     result["plots"] = plots(result, out)
     return result

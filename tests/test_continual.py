@@ -29,6 +29,7 @@ def _check(result: dict, out: Path) -> None:
     assert math.isfinite(result["bwt"])
     score = result["score"]
     assert 0.0 <= score["crafter_score"] <= 100.0 and 0.0 <= score["fast_share"] <= 1.0
+    assert (Path(result["work"]) / "peam.db").is_file()  # kept for benchmarks/memory_score.py
     replay = result["replay"]
     assert set(replay["success"]) == set(result["skills"]) and 0.0 <= replay["fast_share"] <= 1.0
     assert all(0.0 <= v <= 1.0 for v in replay["success"].values())
