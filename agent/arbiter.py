@@ -35,7 +35,9 @@ class Arbiter:
     # Evaluation: True, the fast path on every covered skill; a set of skill names, the fast
     # path on those alone and the slow path on every other (one skill measured in isolation).
     force_fast: bool | frozenset[str] = False
-
+    # A fast attempt's steps, in multiples of the skill's mean slow steps (+ 20). A failed attempt
+    # costs the agent those steps: on 40 open-ended games 3.0 scored 40.6%, 1.5 49.3%, 1.0 48.1%.
+    budget_factor: float = 1.5
     live: dict[str, list[int]] = field(default_factory=dict)  # skill -> [successes, attempts] live
     _live_version: object = None
 
@@ -74,11 +76,11 @@ class Arbiter:
             self._live_version = version
 
     def fast_budget(self, skill: Skill, slow_budget: int) -> int:
-        """Three times what the slow path needs on average, plus room to look around."""
+        """`budget_factor` times what the slow path needs on average, plus room to look around."""
         mean = self.slow_mean_steps.get(skill.name)
         if mean is None:
             return min(slow_budget, 100)
-        return int(min(slow_budget, 3 * mean + 20))
+        return int(min(slow_budget, self.budget_factor * mean + 20))
 
 
 class ProgressMonitor:

@@ -36,6 +36,7 @@ class Args:
     episodes: int = 40
     steps: int = 10_000
     seed: int = 90_000  # the continual benchmark's score seeds
+    budget_factor: float = 1.5  # the arbiter's fast-attempt budget (agent/arbiter.py)
     jobs: int = 2
     results: str = "benchmarks/RESULTS.md"
 
@@ -59,6 +60,7 @@ def play(seed: int, args: Args, with_memory: bool) -> dict:
             _FAST["memory"] = MemoryFastPath(args.memory, store, env, args.models)
         arbiter = _FAST["memory"].refresh()
         arbiter.live.clear()  # every game starts from the gate's measurements alone
+        arbiter.budget_factor = args.budget_factor
     t0 = time.perf_counter()
     result = Runner(env, arbiter=arbiter).run_episode(resolve_task(OPEN_ENDED, env.catalog, args.steps), seed)
     return {"seed": seed, "memory": with_memory, "unlocked": result.unlocked, "steps": result.steps,
@@ -93,7 +95,7 @@ def main() -> None:
     mem, slow = summary(games[True]), summary(games[False])
     lines = [f"### The agent with its memory vs the slow agent alone, open-ended Crafter — {date.today().isoformat()}", "",
              f"`python benchmarks/memory_score.py --memory {args.memory} --episodes {args.episodes} "
-             f"--steps {args.steps} --seed {args.seed}` (store: the `peam bench continual --memory "
+             f"--steps {args.steps} --seed {args.seed} --budget_factor {args.budget_factor}` (store: the `peam bench continual --memory "
              f"{args.memory}` run's) on {platform.machine()}, {os.cpu_count()} cores; "
              f"{time.perf_counter() - t0:.0f} s wall. The same {args.episodes} seeds for both.", "",
              "| agent | Crafter score | mean steps | died | fast path share of steps |",
