@@ -51,15 +51,15 @@ SEED_BASE = 10_000  # play seeds: stage i, task j, episode k -> SEED_BASE + 1000
 class ContinualConfig:
     memory: str = "peam"
     stages: int = len(STAGES)  # how many of STAGES to run, in order
-    episodes: int = 2  # per task (skill) of a stage, while playing
-    eval_episodes: int = 2  # held-out episodes per skill, per evaluation (and at peam's gate)
+    episodes: int = 16  # per task (skill) of a stage, while playing
+    eval_episodes: int = 4  # held-out episodes per skill, per evaluation (and at peam's gate)
     seed: int = SEED_BASE
     device: str = "cpu"
     out: str | None = None  # PNGs (and the stores) go here; default: a temp dir
     expert_epochs: int = 8
     base_epochs: int = 8
     eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
-    score_episodes: int = 8  # open-ended episodes after the last stage, for the Crafter score
+    score_episodes: int = 10  # open-ended episodes after the last stage, for the Crafter score
     score_steps: int = 10_000  # their step limit: Crafter's own episode length
 
     def validate(self) -> None:
