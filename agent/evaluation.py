@@ -18,10 +18,11 @@ EVAL_STEPS = 400  # an evaluation episode's step limit: enough for the short ski
 
 
 def fast_success(store, models_dir: str | Path, game: str, refs: list[ExpertRef],
-                 skills: list[str], episodes: int, device: str = "cpu") -> dict[str, dict]:
+                 skills: list[str], episodes: int, device: str = "cpu",
+                 max_steps: int = EVAL_STEPS) -> dict[str, dict]:
     """{skill: {"attempts", "successes", "rate"}} for the experts `refs` over `episodes` seeds."""
     return measure_fast(FastPolicy(models_dir, refs, device, seed=0), store, make_env(game),
-                        skills, episodes)
+                        skills, episodes, max_steps)
 
 
 def measure_fast(fast, store, env, skills: list[str], episodes: int,
@@ -58,10 +59,9 @@ def run_job(store, job, heartbeat, *, device: str = "cpu", models_dir: str | Pat
     from memory.db import data_home
 
     models = Path(models_dir) if models_dir else data_home() / "models"
-    env = make_env(job.game)
 
     def evaluate(refs, skills, n):
-        return measure_fast(FastPolicy(models, refs, device, seed=0), store, env, skills, n, eval_steps)
+        return fast_success(store, models, job.game, refs, skills, n, device, eval_steps)
 
     return run_pipeline(store, job, heartbeat, evaluate=evaluate, models_dir=models,
                         config=config or ConsolidationConfig(device=device, eval_episodes=episodes))

@@ -59,7 +59,7 @@ class Args:
 def fast_paths(env, models: Path):
     """The agent's fast path over a fresh base with one expert per category: (folded, routed)."""
     from agent.fast_path import FastPolicy
-    from consolidation.base_training import BASE_DIR, _game_spec, save_base
+    from consolidation.base_training import BASE_DIR, game_spec, save_base
     from memory.expert_io import save_expert
     from memory.inject import add_expert, inject
     from memory.lora import LoraConfig
@@ -68,7 +68,7 @@ def fast_paths(env, models: Path):
 
     policy = build_policy(PolicyConfig(), len(env.cell_names), len(env.catalog.items),
                           len(env.action_names), env.catalog.names)
-    save_base(policy, models / BASE_DIR, _game_spec(env.name))
+    save_base(policy, models / BASE_DIR, game_spec(env.name))
     inject(policy, LoraConfig(routing="category"))
     refs = []
     for category in CATEGORIES:

@@ -55,7 +55,8 @@ class Fit:
 
 # -- the base -----------------------------------------------------------------------------------
 
-def _game_spec(game: str) -> dict:
+def game_spec(game: str) -> dict:
+    """What a base saved for `game` records of it: the names its inputs and outputs index."""
     from envs import make_env
 
     env = make_env(game)
@@ -69,7 +70,7 @@ def train_base(store, *, epochs: int = 3, batch_size: int = 64, lr: float = 3e-4
                seed: int = 0, console=None, progress: bool = True) -> dict:
     """Fit the base policy on every successful slow-path step; returns its metrics."""
     torch.manual_seed(seed)
-    spec = _game_spec(game)
+    spec = game_spec(game)
     config = replace(config or PolicyConfig(), device=device)
     policy = build_policy(config, len(spec["cell_names"]), len(spec["items"]),
                           len(spec["action_names"]), spec["skill_names"])

@@ -146,3 +146,11 @@ def test_measure_fast_attempts_the_measured_skill_with_its_prerequisites_on_the_
     result = runner.run_episode(resolve_task("collect_stone", env.catalog, 400), seed=0)
     fast = [name for (name, _), path in zip(result.outcomes, result.paths) if path == "fast"]
     assert set(fast) == {"collect_stone"} and result.success
+
+
+def test_a_fast_attempt_gets_budget_factor_times_the_mean_slow_steps():
+    arbiter = Arbiter(Stubborn(), slow_mean_steps={"collect_wood": 40.0})
+    assert arbiter.fast_budget(WOOD, slow_budget=600) == int(1.5 * 40 + 20)
+    arbiter.budget_factor = 3.0
+    assert arbiter.fast_budget(WOOD, slow_budget=100) == 100  # never more than the slow path's
+    assert arbiter.fast_budget(CATALOG["place_table"], slow_budget=600) == 100  # no statistics yet

@@ -101,3 +101,12 @@ def test_train_base_on_an_empty_store_is_one_line(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert lines == ["peam: error: no slow-path segments yet: run `peam run` or `peam demo` first"]
     assert not (tmp_path / "models").exists()
+
+
+def test_a_small_dataset_still_gets_min_round_steps_between_validations():
+    from consolidation.base_training import MIN_ROUND_STEPS, passes_per_round
+
+    assert passes_per_round(60, 64) == MIN_ROUND_STEPS  # one batch a pass
+    assert passes_per_round(300, 64) == 5  # 5 batches a pass, 25 steps
+    assert passes_per_round(64 * MIN_ROUND_STEPS, 64) == 1  # a large set: one pass a round
+    assert passes_per_round(0, 64) == MIN_ROUND_STEPS
