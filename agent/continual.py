@@ -58,6 +58,9 @@ class ContinualConfig:
     out: str | None = None  # PNGs (and the stores) go here; default: a temp dir
     expert_epochs: int = 8
     base_epochs: int = 8
+    practice_rounds: int = 0  # peam: DAgger rounds per job before the gate (consolidation/pipeline.py)
+    practice_episodes: int = 8  # per skill, per round
+    mirror: bool = False  # peam: mirrored copies of every step in training (consolidation/dataset.py)
     eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
     score_episodes: int = 10  # open-ended episodes after the last stage, for the Crafter score
     score_steps: int = 10_000  # their step limit: Crafter's own episode length
@@ -69,6 +72,8 @@ class ContinualConfig:
             raise ConfigError(f"stages must be 1..{len(STAGES)}, got {self.stages}")
         if self.episodes < 1 or self.eval_episodes < 1:
             raise ConfigError("episodes and eval_episodes must be >= 1")
+        if self.practice_rounds < 0 or self.practice_episodes < 1:
+            raise ConfigError("practice_rounds must be >= 0 and practice_episodes >= 1")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
 
@@ -211,6 +216,8 @@ class _Mode:
         cfg, store = self.cfg, self.store
         budgets = ConsolidationConfig(device=cfg.device, eval_episodes=cfg.eval_episodes,
                                       base_epochs=cfg.base_epochs, forgetting_episodes=min(2, cfg.eval_episodes),
+                                      practice_rounds=cfg.practice_rounds, practice_episodes=cfg.practice_episodes,
+                                      mirror=cfg.mirror,
                                       expert=ExpertTrainingConfig(device=cfg.device, epochs=cfg.expert_epochs))
 
         def process(job, beat):

@@ -14,6 +14,7 @@ from envs import make_env
 from envs.tasks import resolve_task
 
 EVAL_SEED_BASE = 1_000_000  # held out: runs and benchmarks use small seeds
+PRACTICE_SEED_BASE = 2_000_000  # consolidation's practice rounds: neither the gate's nor a run's
 EVAL_STEPS = 400  # an evaluation episode's step limit: enough for the short skills
 
 
@@ -51,6 +52,33 @@ def measure_fast(fast, store, env, skills: list[str], episodes: int,
     return out
 
 
+def practise_fast(store, models_dir: str | Path, game: str, refs: list[ExpertRef], skills: list[str],
+                  episodes: int, *, seed: int, device: str = "cpu", max_steps: int = EVAL_STEPS,
+                  label: str = "practice") -> int:
+    """A DAgger round: each skill as a task on `episodes` practice seeds from `seed`, the fast
+    path (the candidate among `refs`) forced on the category's skills, the slow path shadowing
+    it and correcting its failures; everything is recorded in the store as a run of its own.
+    Returns how many fast-path steps were recorded with the slow path's label."""
+    env = make_env(game)
+    fast = FastPolicy(models_dir, refs, device, seed=seed)
+    slow_mean = {r.name: r.mean_steps for r in store.skill_table(game) if r.mean_steps}
+    run_id = store.start_run(env=game, task=label, planner="symbolic", memory_mode="peam",
+                             config={"practice": True, "skills": skills, "episodes": episodes})
+    runner = Runner(env, recorder=store, run_id=run_id, shadow=True,
+                    arbiter=Arbiter(fast, slow_mean, force_fast=frozenset(skills)))
+    steps = 0
+    try:
+        for j, skill in enumerate(skills):
+            task = resolve_task(skill, env.catalog, max_steps)
+            for i in range(episodes):
+                steps += runner.run_episode(task, seed + 100 * j + i).fast_steps
+    except BaseException:
+        store.finish_run(run_id, "failed")
+        raise
+    store.finish_run(run_id, "finished")
+    return steps
+
+
 def run_job(store, job, heartbeat, *, device: str = "cpu", models_dir: str | Path | None = None,
             episodes: int = 4, config=None, eval_steps: int = EVAL_STEPS):
     """The worker's `process`: the consolidation pipeline with the game-side evaluator.
@@ -63,5 +91,11 @@ def run_job(store, job, heartbeat, *, device: str = "cpu", models_dir: str | Pat
     def evaluate(refs, skills, n):
         return fast_success(store, models, job.game, refs, skills, n, device, eval_steps)
 
-    return run_pipeline(store, job, heartbeat, evaluate=evaluate, models_dir=models,
-                        config=config or ConsolidationConfig(device=device, eval_episodes=episodes))
+    def practise(refs, skills, n, round_):
+        return practise_fast(store, models, job.game, refs, skills, n, device=device, max_steps=eval_steps,
+                             seed=PRACTICE_SEED_BASE + 10_000 * job.id + 1_000 * round_,
+                             label=f"practice: job #{job.id}, round {round_}")
+
+    return run_pipeline(store, job, heartbeat, evaluate=evaluate, models_dir=models, practise=practise,
+                        config=config or ConsolidationConfig(device=device, eval_episodes=episodes,
+                                                             practice_episodes=2 * episodes))

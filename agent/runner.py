@@ -64,7 +64,7 @@ def segment_budget(skill: Skill) -> int:
 class Runner:
     def __init__(self, env: Env, planner: Planner | None = None, recorder: Recorder | None = None,
                  run_id: int | None = None, on_step: Callable[[int], None] | None = None,
-                 arbiter: Arbiter | None = None):
+                 arbiter: Arbiter | None = None, shadow: bool = False):
         self.env = env
         self.catalog = env.catalog
         self.planner = planner or SymbolicPlanner(self.catalog)
@@ -73,6 +73,10 @@ class Runner:
         self.run_id = run_id
         self.on_step = on_step
         self.arbiter = arbiter or Arbiter()
+        # The slow path shadows the fast one: at every fast step, what it would have done there
+        # is recorded too (DAgger's label; consolidation's practice rounds). Off in runs: it
+        # costs a slow-path decision per fast step.
+        self.shadow = shadow
         self.items = list(self.catalog.items)
         self.action_index = {n: i for i, n in enumerate(env.action_names)}
         walkable = tuple(getattr(env, "walkable", ("grass", "sand", "path")))
@@ -170,7 +174,7 @@ class Runner:
 
         start_step, t0 = state.steps, time.perf_counter()
         before = state.achievements.get(skill.achievement, 0)
-        views, maps, invs, facings, actions, rewards = [], [], [], [], [], []
+        views, maps, invs, facings, actions, rewards, teachers = [], [], [], [], [], [], []
         outcome = "timeout"
         budget = segment_budget(skill)
         if path == "fast":
@@ -183,6 +187,8 @@ class Runner:
         for _ in range(min(budget, task.max_steps - state.steps)):
             obs = state.obs
             name = act(obs, skill)
+            if path == "fast" and self.shadow:  # what the slow path would do here (DAgger's label)
+                teachers.append(self.action_index[self.executor.act(obs, skill)])
             views.append(obs.local_view)
             maps.append(self.executor.memory.crop(C.MAP_RADIUS))
             invs.append([obs.inventory.get(k, 0) for k in self.items])
@@ -209,14 +215,15 @@ class Runner:
             if path == "fast" and self._danger(state):
                 outcome = "interrupted"  # the slow path's reflexes and shelters take over
                 break
+        data = {C.VIEW: np.asarray(views, np.int16), C.MAP: np.asarray(maps, np.int16),
+                C.INVENTORY: np.asarray(invs, np.int16), C.FACING: np.asarray(facings, np.int8),
+                C.ACTION: np.asarray(actions, np.int16), C.REWARD: np.asarray(rewards, np.float32)}
+        if path == "fast" and self.shadow:
+            data[C.TEACHER] = np.asarray(teachers, np.int16)
         record = SegmentRecord(
             skill=skill.name, category=skill.category, path=path, outcome=outcome,
             start_step=start_step, steps=state.steps - start_step,
-            wall_s=time.perf_counter() - t0, planner_calls=calls,
-            data={C.VIEW: np.asarray(views, np.int16), C.MAP: np.asarray(maps, np.int16),
-                  C.INVENTORY: np.asarray(invs, np.int16),
-                  C.FACING: np.asarray(facings, np.int8), C.ACTION: np.asarray(actions, np.int16),
-                  C.REWARD: np.asarray(rewards, np.float32)})
+            wall_s=time.perf_counter() - t0, planner_calls=calls, data=data)
         return outcome, record
 
     def _danger(self, state: "_EpisodeState") -> bool:

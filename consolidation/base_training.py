@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from consolidation.dataset import SegmentDataset, Split
+from consolidation.dataset import SegmentDataset, Split, mirror_actions
 from envs.errors import PeamError
 from memory.expert_io import save_expert, sha256_of
 from memory.inject import add_expert, expert_names, inject, set_expert_indices, trainable_only
@@ -67,21 +67,24 @@ def game_spec(game: str) -> dict:
 def train_base(store, *, epochs: int = 3, batch_size: int = 64, lr: float = 3e-4,
                device: str = "cpu", out_dir: str | Path, game: str = "crafter",
                config: PolicyConfig | None = None, val_fraction: float = 0.2, patience: int = 2,
-               seed: int = 0, console=None, progress: bool = True) -> dict:
-    """Fit the base policy on every successful slow-path step; returns its metrics."""
+               seed: int = 0, console=None, progress: bool = True, mirror: bool = False) -> dict:
+    """Fit the base policy on every successful slow-path step (and its mirror images, with
+    `mirror`: see `SegmentDataset`); returns its metrics."""
     torch.manual_seed(seed)
     spec = game_spec(game)
     config = replace(config or PolicyConfig(), device=device)
     policy = build_policy(config, len(spec["cell_names"]), len(spec["items"]),
                           len(spec["action_names"]), spec["skill_names"])
-    data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=config.map_radius)
+    data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=config.map_radius,
+                          mirror=mirror_actions(spec["action_names"]) if mirror else None)
     if len(data) == 0:
         raise NoDataError(NO_DATA)
     split = data.split(val_fraction, seed)
     params = [p for p in policy.parameters() if p.requires_grad]
     fit = _fit(policy, params, data, split, epochs=epochs, batch_size=batch_size, lr=lr,
                patience=patience, seed=seed, label="base", console=console, progress=progress)
-    metrics = {**asdict(fit), "samples": len(data), "segments": data.n_segments,
+    metrics = {**asdict(fit), "samples": len(data) // data.copies, "copies": data.copies,
+               "segments": data.n_segments,
                "train_samples": len(split.train), "val_samples": len(split.val),
                "skills": sorted(set(data.skills))}
     path = Path(out_dir) / BASE_DIR
@@ -126,7 +129,7 @@ def train_category_experts(store, *, out_dir: str | Path, epochs: int = 3, batch
                            lr: float = 1e-3, device: str = "cpu", rank: int = 8,
                            alpha: float = 16.0, val_fraction: float = 0.2, patience: int = 2,
                            seed: int = 0, categories: list[str] | None = None, console=None,
-                           progress: bool = True) -> dict[str, dict]:
+                           progress: bool = True, mirror: bool = False) -> dict[str, dict]:
     """One category expert per category in the data, over the frozen base in `out_dir/base`.
 
     Returns {category: metrics (with `path`, `sha256`, `expert_id`, and the base's own
@@ -134,7 +137,8 @@ def train_category_experts(store, *, out_dir: str | Path, epochs: int = 3, batch
     """
     policy, doc = load_base(Path(out_dir) / BASE_DIR, device)
     game = doc["game"]
-    data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=policy.config.map_radius)
+    data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=policy.config.map_radius,
+                          mirror=mirror_actions(doc["action_names"]) if mirror else None)
     if len(data) == 0:
         raise NoDataError(NO_DATA)
     lora = LoraConfig(r=rank, alpha=alpha, routing="category")
@@ -158,7 +162,7 @@ def train_category_experts(store, *, out_dir: str | Path, epochs: int = 3, batch
         path = Path(out_dir) / "experts" / category
         digest = save_expert(policy, category, path, lora)
         n_params = sum(p.numel() for p in params)
-        metrics = {**asdict(fit), "samples": len(split.train) + len(split.val),
+        metrics = {**asdict(fit), "samples": (len(split.train) + len(split.val)) // data.copies,
                    "segments": len(segs), "base_val_loss": before and before[0],
                    "base_val_accuracy": before and before[1]}
         expert_id = register_expert(store, game=game, category=category, routing="category",

@@ -4,6 +4,11 @@ One sample per step: what the player saw (view, inventory, facing), the subgoal 
 (as the policy tokenizer's word ids), the action the slow path took, and `done` = 1 on the
 step that completed the subgoal (the last step of a successful segment). The validation split
 is by segment, never by step, so no segment leaks half into each side.
+
+With `teacher=True` the fast path's own segments join, whatever their outcome, labelled with
+the action the slow path would have taken at each of their steps (the runner records it):
+DAgger (Ross et al. 2011). Behavioural cloning shows the policy only the states the slow path
+walks through; one wrong step takes it where it has never been shown what to do.
 """
 
 from __future__ import annotations
@@ -32,19 +37,30 @@ class SegmentDataset:
 
     def __init__(self, store, tokenizer, *, game: str | None = None, category: str | None = None,
                  skill: str | None = None, path: str = "slow", limit: int | None = None,
-                 map_radius: int = C.MAP_RADIUS):
+                 map_radius: int = C.MAP_RADIUS, teacher: bool = False,
+                 mirror: tuple[np.ndarray, np.ndarray] | None = None):
         rows = store.segments(path=path, outcome="success", category=category, skill=skill,
                               game=game, limit=limit)
+        if teacher:
+            rows += [r for r in store.segments(path="fast", category=category, skill=skill, game=game,
+                                               limit=limit) if r.outcome != "interrupted"]
         views, maps, invs, facings, actions, dones, seg_ids = [], [], [], [], [], [], []
         side = 2 * map_radius + 1
         self.skills: list[str] = []
         self.categories: list[str] = []
         self.segment_ids: list[int] = []  # the store's ids
+        self.relabelled = 0  # samples labelled by the teacher (fast-path steps)
+        self.copies = 1  # 4 with `mirror`: each step also mirrored three ways
         for row in rows:
             data = store.load_steps(row.id)
             n = len(data.get(C.ACTION, ()))
             if n == 0:
                 continue
+            if row.path == "fast":
+                if len(data.get(C.TEACHER, ())) != n:
+                    continue  # recorded before the slow path shadowed the fast one: no labels
+                data = {**data, C.ACTION: data[C.TEACHER]}
+                self.relabelled += n
             k = len(self.skills)
             self.skills.append(row.skill)
             self.categories.append(row.category)
@@ -55,7 +71,7 @@ class SegmentDataset:
             facings.append(data[C.FACING].astype(np.float32))
             actions.append(data[C.ACTION].astype(np.int64))
             done = np.zeros(n, np.float32)
-            done[-1] = 1.0  # the step on which the game's counter rose
+            done[-1] = float(row.outcome == "success")  # the step on which the game's counter rose
             dones.append(done)
             seg_ids.append(np.full(n, k, np.int64))
         if not self.skills:
@@ -77,6 +93,34 @@ class SegmentDataset:
         self.segment = torch.from_numpy(np.concatenate(seg_ids))
         per_segment = tokenizer.encode(self.skills)  # (S, words)
         self.subgoal = per_segment[self.segment]  # (N, words)
+        if mirror is not None:
+            self._add_mirrored(*mirror)
+
+    def _add_mirrored(self, flip_x: np.ndarray, flip_y: np.ndarray) -> None:
+        """Append every step mirrored left–right, top–bottom and both, with its action mirrored
+        (`flip_x` / `flip_y`: action index -> the mirrored action's index). The game's rules do
+        not care which way is left, so each remembered step shows four: the policy learns "walk
+        towards the tree" from a quarter of the steps. A copy keeps its segment's index, so a
+        validation segment's copies stay out of training."""
+        fx, fy = torch.as_tensor(flip_x, dtype=torch.long), torch.as_tensor(flip_y, dtype=torch.long)
+        parts = {k: [getattr(self, k)] for k in ("view", "map", "inventory", "facing", "action", "done",
+                                                  "segment", "subgoal")}
+        for axes in ((1,), (2,), (1, 2)):
+            parts["view"].append(self.view.flip(axes))  # (N, W, H): x is axis 1, y axis 2
+            parts["map"].append(self.map.flip(axes))
+            sign = torch.tensor([-1.0 if 1 in axes else 1.0, -1.0 if 2 in axes else 1.0])
+            parts["facing"].append(self.facing * sign)
+            action = self.action
+            if 1 in axes:
+                action = fx[action]
+            if 2 in axes:
+                action = fy[action]
+            parts["action"].append(action)
+            for k in ("inventory", "done", "segment", "subgoal"):
+                parts[k].append(getattr(self, k))
+        for k, v in parts.items():
+            setattr(self, k, torch.cat(v))
+        self.copies = 4
 
     def __len__(self) -> int:
         return int(self.action.shape[0])
@@ -110,6 +154,21 @@ class SegmentDataset:
 
     def segments_of(self, category: str) -> list[int]:
         return [i for i, c in enumerate(self.categories) if c == category]
+
+
+def mirror_actions(action_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(flip_x, flip_y): each action's index -> its mirror image's index, left–right and
+    top–bottom (only the moves change; `do`, crafting, placing and sleeping are their own)."""
+    index = {n: i for i, n in enumerate(action_names)}
+
+    def flip(pair: tuple[str, str]) -> np.ndarray:
+        out = np.arange(len(action_names))
+        for a, b in (pair, pair[::-1]):
+            if a in index and b in index:
+                out[index[a]] = index[b]
+        return out
+
+    return flip(("move_left", "move_right")), flip(("move_up", "move_down"))
 
 
 def _map_of(data: dict, n: int, side: int) -> np.ndarray:

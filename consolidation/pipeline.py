@@ -1,15 +1,21 @@
-"""One consolidation job from claim to verdict: train a candidate expert, measure it in the
-game against the current one, promote it atomically or reject it, then re-measure every
-earlier skill so forgetting is on record.
+"""One consolidation job from claim to verdict: train a candidate expert, let it practise
+(DAgger rounds), measure it in the game against the current one, promote it atomically or
+reject it, then re-measure every earlier skill so forgetting is on record.
 
-The game-side measurement is passed in (`evaluate`): consolidation does not import the agent
-(DESIGN.md's import direction); `agent/evaluation.py` supplies it.
+A practice round plays the candidate on the category's skills on practice seeds (never the
+gate's) with the slow path shadowing it: every state the candidate reaches is recorded with the
+action the slow path would have taken there, and the next candidate is trained on those too
+(Ross et al. 2011). Behavioural cloning alone never shows the policy the states its own
+mistakes lead to; on the gather category one round took held-out collect_wood from 2/7 to 5/7.
+
+The game-side work is passed in (`evaluate`, `practise`): consolidation does not import the
+agent (DESIGN.md's import direction); `agent/evaluation.py` supplies both.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,6 +30,8 @@ from memory.tables import Evaluation, Expert, utcnow
 
 # evaluate(refs, skills, episodes) -> {skill: {"attempts", "successes", "rate"}}
 Evaluate = Callable[[list, list[str], int], dict[str, dict]]
+# practise(refs, skills, episodes, round) -> fast-path steps recorded with the slow path's labels
+Practise = Callable[[list, list[str], int, int], int]
 
 
 @dataclass
@@ -33,10 +41,14 @@ class ConsolidationConfig:
     forgetting_episodes: int = 2  # per earlier skill, after each promotion
     base_epochs: int = 8
     expert: ExpertTrainingConfig | None = None
+    practice_rounds: int = 0  # DAgger rounds before the gate (0: behavioural cloning alone)
+    practice_episodes: int = 8  # per skill of the category, per round
+    mirror: bool = False  # train the base and the experts on mirrored copies of every step too
 
 
 def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate: Evaluate,
-                 models_dir: str | Path, config: ConsolidationConfig | None = None) -> JobOutcome:
+                 models_dir: str | Path, config: ConsolidationConfig | None = None,
+                 practise: Practise | None = None) -> JobOutcome:
     cfg = config or ConsolidationConfig()
     models_dir = Path(models_dir)
     catalog = make_env(job.game).catalog
@@ -44,18 +56,35 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
     if not has_base(models_dir):
         # The first job of a store trains the frozen base all experts share.
         train_base(store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir,
-                   game=job.game, progress=False)
+                   game=job.game, progress=False, mirror=cfg.mirror)
     heartbeat()
     current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
-    expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)
+    expert_cfg = replace(cfg.expert or ExpertTrainingConfig(device=cfg.device), mirror=cfg.mirror)
+    skills = _practised(store, job.game, category, catalog)
+    others = [ref_of(r) for r in promoted(store, job.game) if r.category != category and r.skill is None]
+
+    def train(tag: str):
+        return train_expert(store, models_dir=models_dir, game=job.game, category=category, tag=tag,
+                            current_path=current.path if current else None, config=expert_cfg)
+
     t0 = time.perf_counter()
-    candidate = train_expert(store, models_dir=models_dir, game=job.game, category=category,
-                             tag=f"job{job.id}", current_path=current.path if current else None,
-                             config=expert_cfg)
-    train_s = time.perf_counter() - t0
+    candidate, practice_s, relabelled = train(f"job{job.id}"), 0.0, []
+    for k in range(1, cfg.practice_rounds + 1 if practise is not None and skills else 1):
+        heartbeat()
+        if not _intact(candidate.path, candidate.sha256):
+            break  # the gate below rejects it
+        t1 = time.perf_counter()
+        relabelled.append(practise(others + [ExpertRef(category, candidate.path, candidate.expert_id)],
+                                   skills, cfg.practice_episodes, k))
+        practice_s += time.perf_counter() - t1
+        heartbeat()
+        _set_status(store, candidate.expert_id, "superseded")
+        candidate = train(f"job{job.id}-r{k}")
+    train_s = time.perf_counter() - t0 - practice_s
     heartbeat()
     advance(store, job.id, job.worker, "evaluating", expert_id=candidate.expert_id)
-    metrics = {"category": category, "train_seconds": train_s,
+    metrics = {"category": category, "train_seconds": train_s, "practice_seconds": practice_s,
+               "practice_steps": relabelled, "relabelled": candidate.metrics.get("relabelled"),
                "samples": candidate.metrics.get("samples"), "pairs": candidate.metrics.get("pairs"),
                "samples_per_s": (candidate.metrics.get("samples") or 0)
                * (candidate.metrics.get("epochs_run") or 0) / max(train_s, 1e-9),
@@ -64,8 +93,6 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
         _set_status(store, candidate.expert_id, "rejected")
         return JobOutcome("rejected", candidate.expert_id, {**metrics, "rejected": "file not intact"})
 
-    skills = _practised(store, job.game, category, catalog)
-    others = [ref_of(r) for r in promoted(store, job.game) if r.category != category and r.skill is None]
     cand_ref = ExpertRef(category, candidate.path, candidate.expert_id)
     with_candidate = evaluate(others + [cand_ref], skills, cfg.eval_episodes)
     heartbeat()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from consolidation.base_training import BASE_DIR, NO_DATA, NoDataError, _evaluate, _losses, _route, load_base, passes_per_round
-from consolidation.dataset import SegmentDataset
+from consolidation.dataset import SegmentDataset, mirror_actions
 from consolidation.pairs import FailureCorrectionPair, mine_pairs
 from consolidation.preference import dpo_loss, sequence_logp
 from memory import columns as C
@@ -40,8 +40,13 @@ class ExpertTrainingConfig:
     beta: float = 0.1  # DPO temperature
     preference_weight: float = 1.0
     max_pair_steps: int = 32  # steps of each side of a pair that enter the preference term
+    pair_batch: int = 2  # pairs in the preference term of one optimizer step (drawn at random)
     patience: int = 3
     moram_top_k: int = 4  # MoRAM: atoms kept per token (of all stages' atoms)
+    # DAgger: the fast path's own steps join the data, labelled with the slow path's action in
+    # the same state (consolidation/dataset.py)
+    teacher: bool = True
+    mirror: bool = False  # every step also mirrored left–right and top–bottom (consolidation/dataset.py)
     val_fraction: float = 0.2
     seed: int = 0
     device: str = "cpu"
@@ -72,7 +77,7 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
     cfg = config or ExpertTrainingConfig()
     torch.manual_seed(cfg.seed)
     t0 = time.perf_counter()
-    policy, _doc = load_base(Path(models_dir) / BASE_DIR, cfg.device)
+    policy, doc = load_base(Path(models_dir) / BASE_DIR, cfg.device)
     if routing == "moram":
         lora = LoraConfig(r=cfg.rank, alpha=cfg.alpha, routing="moram", top_k=cfg.moram_top_k)
     else:
@@ -94,7 +99,8 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
 
     data_category = data_category or category
     data = SegmentDataset(store, policy.tokenizer, game=game, category=data_category,
-                          map_radius=policy.config.map_radius)
+                          map_radius=policy.config.map_radius, teacher=cfg.teacher,
+                          mirror=mirror_actions(doc["action_names"]) if cfg.mirror else None)
     pairs = _pair_batch(mine_pairs(store, game=game, category=data_category), policy, cfg)
     if len(data) == 0 and pairs is None:
         raise NoDataError(f"{NO_DATA} (category {category})")
@@ -112,7 +118,9 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
     digest = save_expert(policy, CANDIDATE, path, lora)
     n_params = sum(p.numel() for p in params)
     seconds = time.perf_counter() - t0
-    metrics = {**fit, "seconds": seconds, "samples": len(data), "pairs": 0 if pairs is None else pairs["n"],
+    metrics = {**fit, "seconds": seconds, "samples": len(data) // data.copies, "copies": data.copies,
+               "relabelled": data.relabelled,
+               "pairs": 0 if pairs is None else pairs["n"],
                "reference": "base" if current_path is None else current_path,
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
@@ -147,12 +155,28 @@ def _pair_batch(pairs: list[FailureCorrectionPair], policy, cfg: ExpertTrainingC
     return batch
 
 
+def _pair_subset(pairs: dict, chosen: torch.Tensor) -> dict:
+    """The pairs `chosen` (indices) alone, their sequences renumbered: 2j is the j-th chosen
+    pair's correction, 2j+1 its failure."""
+    old = torch.stack([2 * chosen, 2 * chosen + 1], 1).flatten()  # (2k,) old sequence numbers
+    remap = torch.full((2 * pairs["n"],), -1, dtype=torch.long, device=old.device)
+    remap[old] = torch.arange(len(old), device=old.device)
+    keep = remap[pairs["owner"]] >= 0
+    sub = {k: v[keep] for k, v in pairs.items() if k != "n"}
+    sub["owner"] = remap[sub["owner"]]
+    sub["n"] = len(chosen)
+    return sub
+
+
 @torch.no_grad()
-def reference_logps(policy, pairs, route: int) -> torch.Tensor:
+def reference_logps(policy, pairs, route: int, chunk: int = 64) -> torch.Tensor:
     """The pairs' log-likelihoods under the policy before this job: a constant of the DPO
     objective. Without no_grad they would keep a graph through the stacked experts (the new
     one included), and the second optimiser step would backpropagate through it again."""
-    return _pair_logps(policy, pairs, route)
+    device = pairs["action"].device
+    parts = [_pair_logps(policy, _pair_subset(pairs, torch.arange(i, min(i + chunk, pairs["n"]), device=device)), route)
+             for i in range(0, pairs["n"], chunk)]
+    return torch.cat(parts)  # (2 × pairs,) in the pairs' own order
 
 
 def _pair_logps(policy, pairs, route: int) -> torch.Tensor:
@@ -192,8 +216,13 @@ def _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress) ->
                     _route(policy, index, len(b["action"]), loss.device)
                     loss = loss + _losses(policy, b)[0]
                 if pairs is not None:
-                    logps = _pair_logps(policy, pairs, index)
-                    pref = dpo_loss(logps[0::2], logps[1::2], ref_logps[0::2], ref_logps[1::2], cfg.beta)
+                    # A few pairs per step: all of them in every step made a step cost as many
+                    # forward passes as there were pairs (a practice round records dozens).
+                    chosen = torch.randperm(pairs["n"], generator=generator)[:cfg.pair_batch]
+                    sub = _pair_subset(pairs, chosen.to(loss.device))
+                    logps = _pair_logps(policy, sub, index)
+                    ref = ref_logps[torch.stack([2 * chosen, 2 * chosen + 1], 1).flatten().to(loss.device)]
+                    pref = dpo_loss(logps[0::2], logps[1::2], ref[0::2], ref[1::2], cfg.beta)
                     loss = loss + cfg.preference_weight * pref
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -216,4 +245,4 @@ def _fit(policy, params, data, split, pairs, ref_logps, index, cfg, progress) ->
                 p.copy_(saved)
     val = _evaluate(policy, data, split.val, cfg.batch_size, index) if len(split.val) else None
     return {"epochs_run": epochs_run, "val_loss": val and val[0], "val_accuracy": val and val[1],
-            "preference_loss": None if pref is None else float(pref)}
+            "preference_loss": None if pref is None else float(pref.detach())}

@@ -5,13 +5,17 @@ INVENTORY = "inventory"  # (T, n_items) int16: items and vitals, in the catalog'
 MAP = "map"  # (T, M, M) int16: the agent's own remembered cells around it, 0 = never seen
 FACING = "facing"  # (T, 2) int8: the player sprite's direction
 ACTION = "action"  # (T,) int16: the action taken after seeing that step's observation
+# (T,) int16, fast-path steps only: the action the slow path would have taken in that very state
+# (it shadows the fast path). DAgger's label: the states the policy itself reaches, which the
+# slow path's own segments never show it, labelled by the teacher.
+TEACHER = "teacher"
 REWARD = "reward"  # (T,) float32
 SKILL = "skill"  # the subgoal's skill name
 CATEGORY = "category"
 PATH = "path"  # "slow" (planner + deliberate executor) or "fast" (policy + expert)
 OUTCOME = "outcome"  # "success", "failure", "timeout", "interrupted"
 
-STEP_KEYS = (VIEW, MAP, INVENTORY, FACING, ACTION, REWARD)
+STEP_KEYS = (VIEW, MAP, INVENTORY, FACING, ACTION, REWARD, TEACHER)
 MAP_RADIUS = 8  # MAP is (2·8+1)² = 17×17 cells: a short walk in every direction
 PATHS = ("slow", "fast")
 OUTCOMES = ("success", "failure", "timeout", "interrupted")

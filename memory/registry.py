@@ -14,7 +14,8 @@ from sqlalchemy import func, select
 from memory.lora import ROUTINGS
 from memory.tables import Expert, utcnow
 
-STATUSES = ("candidate", "promoted", "retired", "rejected")
+# superseded: a candidate that a later training round of the same job replaced before the gate
+STATUSES = ("candidate", "promoted", "retired", "rejected", "superseded")
 
 
 @dataclass(frozen=True)

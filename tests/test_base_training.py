@@ -12,7 +12,7 @@ import torch
 
 from agent.runner import Runner
 from consolidation.base_training import load_base, train_base, train_category_experts
-from consolidation.dataset import SegmentDataset
+from consolidation.dataset import SegmentDataset, mirror_actions
 from envs import make_env
 from envs.tasks import resolve_task
 from memory.expert_io import CONFIG_NAME, WEIGHTS_NAME, sha256_of
@@ -63,6 +63,30 @@ def test_dataset_marks_the_last_step_done_and_splits_by_segment(store):
     assert not set(data.segment[split.train].tolist()) & set(data.segment[split.val].tolist())
     gather = SegmentDataset(store, tok, game="crafter", category="gather")
     assert set(gather.skills) == {"collect_wood"}
+
+
+def test_mirrored_steps_show_the_same_situation_the_other_way_round(store):
+    env = make_env("crafter")
+    tok = SubgoalTokenizer(env.catalog.names, 4)
+    names = list(env.action_names)
+    plain = SegmentDataset(store, tok, game="crafter")
+    data = SegmentDataset(store, tok, game="crafter", mirror=mirror_actions(names))
+    n = len(plain)
+    assert data.copies == 4 and len(data) == 4 * n
+    left, right, up, down = (names.index(f"move_{d}") for d in ("left", "right", "up", "down"))
+    flip_x = data.action[n:2 * n]  # the first copy: left and right swapped, nothing else
+    for a, b in ((left, right), (right, left), (up, up), (down, down), (names.index("do"),) * 2):
+        assert torch.all(flip_x[plain.action == a] == b)
+    assert torch.equal(data.view[n:2 * n], plain.view.flip(1))  # x is the view's first axis
+    assert torch.equal(data.map[2 * n:3 * n], plain.map.flip(2))  # the second copy: y flipped
+    assert torch.equal(data.facing[3 * n:], -plain.facing)  # both: facing reversed
+    assert torch.equal(data.action[3 * n:] == up, plain.action == down)
+    assert torch.equal(data.segment[3 * n:], plain.segment)  # a copy stays with its segment
+    split = data.split(0.2, seed=0)
+    assert not set(data.segment[split.train].tolist()) & set(data.segment[split.val].tolist())
+    # The agent sits at the centre: a mirrored view is still centred on it.
+    w, h = plain.view.shape[1:]
+    assert torch.equal(data.view[n:2 * n, w // 2, h // 2], plain.view[:, w // 2, h // 2])
 
 
 def test_train_base_then_experts_saves_registers_and_keeps_the_base(store, tmp_path):

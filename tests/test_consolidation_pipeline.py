@@ -16,10 +16,12 @@ from agent.evaluation import run_job
 from agent.memory_modes import expert_fast_path
 from agent.runner import Runner
 from consolidation import pipeline
+from consolidation.pipeline import ConsolidationConfig
 from consolidation.queue import enqueue, get_job, requeue_expired
 from consolidation.worker import Worker
 from envs import make_env
 from envs.tasks import resolve_task
+from memory import columns as C
 from memory.expert_io import sha256_of
 from memory.registry import experts, promoted
 from memory.store import Store
@@ -31,8 +33,12 @@ def files_digest(models: Path) -> dict[str, str]:
             for p in sorted(models.rglob("*")) if p.is_file()}
 
 
-def process(store, models):
-    return lambda job, beat: run_job(store, job, beat, models_dir=models, episodes=2)
+def process(store, models, config=None):
+    return lambda job, beat: run_job(store, job, beat, models_dir=models, episodes=2, config=config)
+
+
+# The fixture's job also practises once (DAgger, off by default): 2 episodes per skill.
+PRACTISING = ConsolidationConfig(eval_episodes=2, practice_rounds=1, practice_episodes=2)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,7 @@ def world(tmp_path_factory):
     runner.run(resolve_task("make_wood_pickaxe", env.catalog), [0, 1, 2, 3])
     models = root / "models"
     enqueue(store, game="crafter", category="build", reason="test")
-    job = Worker(store, process(store, models), name="w1", lease_s=300).run_once()
+    job = Worker(store, process(store, models, PRACTISING), name="w1", lease_s=300).run_once()
     return store, url, models, job
 
 
@@ -63,6 +69,16 @@ def test_a_job_trains_gates_in_the_game_and_promotes(world):
     assert fast.covers("build") and not fast.covers("craft")
     with store.session() as s:  # forgetting is measured after every promotion
         assert s.query(Evaluation).filter_by(registry_version=row.id).count() >= 1
+
+
+def test_a_candidate_practises_before_the_gate_and_the_next_learns_from_the_slow_paths_labels(world):
+    store, _, _, job = world
+    m = job.metrics
+    assert m["practice_steps"][0] > 0 and m["relabelled"] > 0  # one DAgger round, recorded
+    (first,) = [e for e in experts(store, "crafter") if e.id < job.expert_id and e.category == "build"]
+    assert first.status == "superseded"  # replaced before the gate, never promoted
+    fast = [s for s in store.segments(path="fast", category="build")]
+    assert fast and all(len(store.load_steps(s.id)[C.TEACHER]) == s.steps for s in fast)
 
 
 def test_training_another_expert_leaves_the_base_and_every_expert_byte_identical(world):

@@ -64,3 +64,26 @@ def test_preference_training_moves_only_the_new_expert_towards_the_correction():
     for n, p in policy.named_parameters():
         if n in base:
             assert torch.equal(base[n], p.detach()), n
+
+
+def test_a_subset_of_pairs_scores_each_of_its_sequences_as_the_whole_batch_does():
+    """The trainer draws a few pairs per step: their log-likelihoods must be those the whole
+    batch gives them (renumbered, chosen before rejected), and the chunked reference equal
+    to one pass over everything."""
+    torch.manual_seed(0)
+    catalog = crafter_catalog()
+    policy = build_policy(PolicyConfig(d_model=32, n_layers=1, n_heads=2), len(cell_names()),
+                          len(catalog.items), len(game_data()["actions"]), catalog.names).eval()
+    rng = np.random.default_rng(0)
+    pairs = []
+    for i in range(5):
+        fail, corr = _steps(int(rng.integers(2, 6)), i % 3), _steps(int(rng.integers(2, 6)), 4 + i % 2)
+        fail[C.VIEW] = rng.integers(0, 10, fail[C.VIEW].shape).astype(np.int16)
+        pairs.append(FailureCorrectionPair("collect_wood", "gather", 2 * i, 2 * i + 1, fail, corr))
+    batch = trainer._pair_batch(pairs, policy, trainer.ExpertTrainingConfig())
+    with torch.no_grad():
+        whole = trainer._pair_logps(policy, batch, -1)  # (10,)
+        chosen = torch.tensor([3, 0])
+        sub = trainer._pair_logps(policy, trainer._pair_subset(batch, chosen), -1)
+    assert torch.allclose(sub, whole[[6, 7, 0, 1]], atol=1e-5)
+    assert torch.allclose(trainer.reference_logps(policy, batch, -1, chunk=2), whole, atol=1e-5)
