@@ -259,7 +259,7 @@ def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow
 
     store, env, cfg = mode.store, mode.env, mode.cfg
     fast = mode.fast()
-    slow_mean = {r.name: r.mean_steps for r in store.skill_table(GAME) if r.mean_steps}
+    slow_mean = store.mean_steps(GAME)
     run_id = store.start_run(env=env.name, task=f"continual stage {stage_i}", planner="symbolic",
                              memory_mode=cfg.memory, config={"stage": stage_i})
     arbiter = Arbiter(_Timed(fast, fast_t) if fast is not None else None, slow_mean)
@@ -378,7 +378,7 @@ def _arbitrated_runner(mode):
     from agent.arbiter import Arbiter
     from agent.runner import Runner
 
-    slow_mean = {r.name: r.mean_steps for r in mode.store.skill_table(GAME) if r.mean_steps}
+    slow_mean = mode.store.mean_steps(GAME)
     return Runner(mode.env, arbiter=Arbiter(mode.fast(), slow_mean))
 
 

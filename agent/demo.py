@@ -74,7 +74,7 @@ def demo(db: str | None = None, episodes: int = 2, console: Console | None = Non
     _consolidate(store, env, models_dir, console)
     console.rule("[bold]3 · the agent again: the fast path takes over what was consolidated")
     fast = expert_fast_path("peam", store, env.name, models_dir)
-    slow_mean = {r.name: r.mean_steps for r in store.skill_table(env.name) if r.mean_steps}
+    slow_mean = store.mean_steps(env.name)
     covered = sorted(fast.index) if fast else []
     console.print(f"  promoted experts: {', '.join(covered) or 'none'}")
     _play(store, env, Arbiter(fast, slow_mean), episodes, 50_000, console, "after consolidation")

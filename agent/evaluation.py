@@ -34,7 +34,7 @@ def measure_fast(fast, store, env, skills: list[str], episodes: int,
     path on the prerequisites too made the measure of one skill hang on the others: a weak
     collect_wood expert used up the episode before collect_stone was ever attempted (1 attempt
     in 4 episodes), and another category's new expert changed an old skill's score."""
-    slow_mean = {r.name: r.mean_steps for r in store.skill_table(env.name) if r.mean_steps}
+    slow_mean = store.mean_steps(env.name)
     runner = Runner(env, arbiter=Arbiter(fast, slow_mean))
     out = {}
     for skill in skills:
@@ -61,7 +61,7 @@ def practise_fast(store, models_dir: str | Path, game: str, refs: list[ExpertRef
     Returns how many fast-path steps were recorded with the slow path's label."""
     env = make_env(game)
     fast = FastPolicy(models_dir, refs, device, seed=seed)
-    slow_mean = {r.name: r.mean_steps for r in store.skill_table(game) if r.mean_steps}
+    slow_mean = store.mean_steps(game)
     run_id = store.start_run(env=game, task=label, planner="symbolic", memory_mode="peam",
                              config={"practice": True, "skills": skills, "episodes": episodes})
     runner = Runner(env, recorder=store, run_id=run_id, shadow=True,

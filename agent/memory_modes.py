@@ -51,7 +51,7 @@ class MemoryFastPath:
         if version == self._version:
             return self.arbiter
         self._version = version
-        slow_mean = {r.name: r.mean_steps for r in self.store.skill_table(self.env.name) if r.mean_steps}
+        slow_mean = self.store.mean_steps(self.env.name)
         self.arbiter.fast = self._load()
         self.arbiter.slow_mean_steps = slow_mean
         return self.arbiter

@@ -6,7 +6,9 @@ A practice round plays the candidate on the category's skills on practice seeds 
 gate's) with the slow path shadowing it: every state the candidate reaches is recorded with the
 action the slow path would have taken there, and the next candidate is trained on those too
 (Ross et al. 2011). Behavioural cloning alone never shows the policy the states its own
-mistakes lead to; on the gather category one round took held-out collect_wood from 2/7 to 5/7.
+mistakes lead to. Off by default (`practice_rounds=0`): on one gather store a round did not
+measurably improve the expert (benchmarks/expert_recipe.py) and it costs a job several times
+its training time.
 
 The game-side work is passed in (`evaluate`, `practise`): consolidation does not import the
 agent (DESIGN.md's import direction); `agent/evaluation.py` supplies both.
@@ -59,7 +61,9 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
                    game=job.game, progress=False, mirror=cfg.mirror)
     heartbeat()
     current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
-    expert_cfg = replace(cfg.expert or ExpertTrainingConfig(device=cfg.device), mirror=cfg.mirror)
+    expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)
+    if cfg.mirror:
+        expert_cfg = replace(expert_cfg, mirror=True)
     skills = _practised(store, job.game, category, catalog)
     others = [ref_of(r) for r in promoted(store, job.game) if r.category != category and r.skill is None]
 
@@ -68,13 +72,13 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
                             current_path=current.path if current else None, config=expert_cfg)
 
     t0 = time.perf_counter()
-    candidate, practice_s, relabelled = train(f"job{job.id}"), 0.0, []
+    candidate, practice_s, practice_steps = train(f"job{job.id}"), 0.0, []
     for k in range(1, cfg.practice_rounds + 1 if practise is not None and skills else 1):
         heartbeat()
         if not _intact(candidate.path, candidate.sha256):
             break  # the gate below rejects it
         t1 = time.perf_counter()
-        relabelled.append(practise(others + [ExpertRef(category, candidate.path, candidate.expert_id)],
+        practice_steps.append(practise(others + [ExpertRef(category, candidate.path, candidate.expert_id)],
                                    skills, cfg.practice_episodes, k))
         practice_s += time.perf_counter() - t1
         heartbeat()
@@ -84,10 +88,11 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
     heartbeat()
     advance(store, job.id, job.worker, "evaluating", expert_id=candidate.expert_id)
     metrics = {"category": category, "train_seconds": train_s, "practice_seconds": practice_s,
-               "practice_steps": relabelled, "relabelled": candidate.metrics.get("relabelled"),
+               "practice_steps": practice_steps, "relabelled": candidate.metrics.get("relabelled"),
                "samples": candidate.metrics.get("samples"), "pairs": candidate.metrics.get("pairs"),
-               "samples_per_s": (candidate.metrics.get("samples") or 0)
-               * (candidate.metrics.get("epochs_run") or 0) / max(train_s, 1e-9),
+               # the last training's throughput (practice rounds train more than once)
+               "samples_per_s": (candidate.metrics.get("samples") or 0) * candidate.metrics.get("copies", 1)
+               * (candidate.metrics.get("epochs_run") or 0) / max(candidate.metrics.get("seconds") or train_s, 1e-9),
                "current_expert_id": current.id if current else None}
     if not _intact(candidate.path, candidate.sha256):  # a torn file is neither played nor promoted
         _set_status(store, candidate.expert_id, "rejected")

@@ -316,6 +316,10 @@ class Store:
         with self.session() as s:
             return [SkillRow.of(k) for k in s.scalars(query)]
 
+    def mean_steps(self, game: str) -> dict[str, float]:
+        """Each skill's mean steps per attempt where it has any: the arbiter's fast budgets."""
+        return {r.name: r.mean_steps for r in self.skill_table(game) if r.mean_steps}
+
     def episodes(self, run_id: int | None = None, limit: int = 100) -> list[EpisodeRow]:
         """Newest first."""
         query = select(Episode).order_by(Episode.id.desc()).limit(limit)

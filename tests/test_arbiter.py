@@ -133,9 +133,9 @@ def test_forcing_one_skill_keeps_every_other_on_the_slow_path():
 def test_measure_fast_attempts_the_measured_skill_with_its_prerequisites_on_the_slow_path():
     from agent.evaluation import measure_fast
 
-    class NoStats:  # measure_fast reads only the slow path's mean steps from the store
-        def skill_table(self, game):
-            return []
+    class NoStats:  # measure_fast reads only the skills' mean steps from the store
+        def mean_steps(self, game):
+            return {}
 
     env = make_env("crafter")
     out = measure_fast(Stubborn(), NoStats(), env, ["collect_stone"], episodes=3, max_steps=400)

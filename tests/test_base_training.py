@@ -116,6 +116,19 @@ def test_train_base_then_experts_saves_registers_and_keeps_the_base(store, tmp_p
     assert [r.category for r in promoted(store, "crafter")] == ["gather"]
 
 
+def test_mirror_trains_the_base_and_an_expert_on_four_copies_of_every_step(store, tmp_path):
+    from consolidation.trainer import ExpertTrainingConfig, train_expert
+
+    steps = sum(r.steps for r in store.segments(path="slow", outcome="success"))
+    plain = train_base(store, epochs=1, batch_size=64, out_dir=tmp_path / "plain", config=TINY, progress=False)
+    base = train_base(store, epochs=1, batch_size=64, out_dir=tmp_path, config=TINY, progress=False, mirror=True)
+    assert (plain["copies"], base["copies"]) == (1, 4) and plain["samples"] == base["samples"] == steps
+    assert base["train_samples"] + base["val_samples"] == 4 * steps
+    cand = train_expert(store, models_dir=tmp_path, game="crafter", category="build", tag="m",
+                        config=ExpertTrainingConfig(epochs=1, rank=4, mirror=True))
+    assert cand.metrics["copies"] == 4
+
+
 def test_train_base_on_an_empty_store_is_one_line(tmp_path):
     db = f"sqlite:///{tmp_path}/empty.db"
     Store.open(db).close()

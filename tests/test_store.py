@@ -86,6 +86,7 @@ def test_segment_commit_updates_the_skill_stats_and_episode_steps(store):
     assert row.success_rate == pytest.approx(2 / 3)
     assert (row.slow_success_rate, row.fast_success_rate) == (1.0, 0.5)
     assert row.mean_steps == pytest.approx(4.0)
+    assert store.mean_steps(row.game) == {"collect_wood": pytest.approx(4.0)}  # attempted skills only
     assert row.last_used_at.tzinfo is not None
     assert skill(store, "collect_stone").success_rate is None  # never attempted
     (ep,) = store.episodes()
