@@ -53,10 +53,11 @@ class Args:
     llm: str = ""  # one of LLM_SHAPES: time the hf planner too
     llm_calls: int = 3
     llm_tokens: int = 32
+    device: str = "cpu"  # the fast path's (and the LLM's) device: cpu or cuda
     results: str = "benchmarks/RESULTS.md"
 
 
-def fast_paths(env, models: Path):
+def fast_paths(env, models: Path, device: str = "cpu"):
     """The agent's fast path over a fresh base with one expert per category: (folded, routed)."""
     from agent.fast_path import FastPolicy
     from consolidation.base_training import BASE_DIR, game_spec, save_base
@@ -75,13 +76,13 @@ def fast_paths(env, models: Path):
         add_expert(policy, category)
         save_expert(policy, category, models / category)
         refs.append(ExpertRef(category, str(models / category)))
-    folded = FastPolicy(models, refs)
-    routed = FastPolicy(models, refs)
+    folded = FastPolicy(models, refs, device)
+    routed = FastPolicy(models, refs, device)
     routed.merged = {}  # every decision through the routed MoE-LoRA layers
     return folded, routed
 
 
-def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int):
+def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int, device: str = "cpu"):
     """The `hf:` planner over a random-weight model with `shape`'s dimensions, saved and
     loaded back like any local model; its tokenizer is a byte-level BPE trained on the prompts."""
     import torch
@@ -104,7 +105,8 @@ def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int
     path = root / shape
     LlamaForCausalLM(config).save_pretrained(path)
     fast.save_pretrained(path)
-    planner = make_planner(f"hf:{path}", catalog, options=LLMOptions(max_new_tokens=tokens, dtype="float32"))
+    planner = make_planner(f"hf:{path}", catalog, options=LLMOptions(
+        max_new_tokens=tokens, device=device, dtype="float32" if device == "cpu" else "bfloat16"))
     params = sum(p.numel() for p in planner.model.parameters())
     return planner, params
 
@@ -126,7 +128,7 @@ def main() -> None:
     obs, _ = env.reset(seed=args.seed)
     runner.executor.reset()
     runner.executor.observe(obs, None)
-    folded, routed = fast_paths(env, Path(tempfile.mkdtemp(prefix="peam-latency-")))
+    folded, routed = fast_paths(env, Path(tempfile.mkdtemp(prefix="peam-latency-")), args.device)
     folded.memory = routed.memory = runner.executor.memory
     slow, fast, fast_routed, contexts = [], [], [], []
     for _ in range(args.steps):
@@ -160,8 +162,10 @@ def main() -> None:
         messages = [build_messages(c, env.catalog) for c in picked]
         print(f"building a random {args.llm}-shaped model ...", flush=True)
         planner, params = llm_planner(args.llm, env.catalog, [m["content"] for ms_ in messages for m in ms_],
-                                      Path(tempfile.mkdtemp(prefix="peam-llm-")), args.llm_tokens)
+                                      Path(tempfile.mkdtemp(prefix="peam-llm-")), args.llm_tokens, args.device)
         calls, prompt_tokens = [], []
+        if args.device != "cpu":
+            planner.complete(messages[0])  # warm-up: CUDA's kernels load on the first call
         for i, m in enumerate(messages):
             t0 = time.perf_counter()
             _text, used = planner.complete(m)  # one model call: the prompt in, llm_tokens out
@@ -169,16 +173,17 @@ def main() -> None:
             prompt_tokens.append(used - args.llm_tokens)
             print(f"  call {i + 1}/{len(messages)}: {calls[-1]:.2f} s", flush=True)
         llm_rows = [f"| slow: `hf:` planner call, {args.llm}-shaped random model ({params / 1e6:.0f} M "
-                    f"parameters, fp32), prompt {min(prompt_tokens)}–{max(prompt_tokens)} tokens, "
+                    f"parameters, {'fp32' if args.device == 'cpu' else 'bf16'}), prompt {min(prompt_tokens)}–{max(prompt_tokens)} tokens, "
                     f"{args.llm_tokens} new | {ms(calls):.0f} | {1000 * max(calls):.0f} (max) |"]
         llm_ratio = f" LLM planner call / fast = {ms(calls) / ms(fast):,.0f}×."
     text = "\n".join([
         f"### Decision latency, slow vs fast path — {date.today().isoformat()}", "",
         f"`python benchmarks/decision_latency.py --steps {args.steps}"
         + (f" --llm {args.llm} --llm_calls {args.llm_calls} --llm_tokens {args.llm_tokens}" if args.llm else "")
-        + "` on "
-        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread), CPU; "
-        "medians over the same real Crafter states.", "",
+        + (f" --device {args.device}" if args.device != "cpu" else "") + "` on "
+        f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} (1 thread), "
+        + (f"fast path and LLM on {torch.cuda.get_device_name()}; " if args.device != "cpu" else "CPU; ")
+        + "medians over the same real Crafter states.", "",
         "| path | median ms / decision | p90 ms |", "| --- | ---: | ---: |",
         f"| slow: symbolic planner + deliberate executor | {ms(slow):.3f} | "
         f"{1000 * statistics.quantiles(slow, n=10)[-1]:.3f} |",

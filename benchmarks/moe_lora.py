@@ -3,7 +3,9 @@
 Every token of a mixed batch uses its own expert(s). Compared, in one run, with medians of
 repeats after warm-up, as ratios to a single plain LoRA on the same base layer:
   routed  - ours: `memory.moe_lora` (category = caller routes top-1, PEAM; topk = learned
-            router, MixLoRA), one batched grouped computation over stacked expert weights;
+            router, MixLoRA), one batched computation over stacked expert weights: the masked
+            dense form for few experts, the grouped GEMM (or gather) for many; for category
+            routing also each form forced, to show where the default switches;
   loop    - a naive Python loop over experts, one masked sub-batch each;
   peft    - PEFT's mixed-batch `adapter_names=` forward (top-1). PEFT refuses `adapter_names`
             in training mode, so it runs in eval mode with autograd on (no dropout here).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import warnings
 import datetime
+import math
 import os
 import platform
 import statistics
@@ -42,6 +45,7 @@ class Args:
     repeats: int = 5
     warmup: int = 2
     device: str = "cpu"
+    dtype: str = "float32"  # or bfloat16 (on CUDA the grouped GEMM wants it)
     peft: bool = True
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
@@ -96,6 +100,22 @@ def randomise_(layer: nn.Module) -> nn.Module:
     return layer
 
 
+def dense_limit(limit: float, step):
+    """`step` with `routed_delta`'s dense form allowed up to `limit` (G·r): forced on with inf,
+    off with 0, to compare the methods the default picks between."""
+    from memory import moe_lora
+
+    def run():
+        saved = moe_lora.DENSE_MAX_RANKS
+        moe_lora.DENSE_MAX_RANKS = {device: limit for device in saved}
+        try:
+            step()
+        finally:
+            moe_lora.DENSE_MAX_RANKS = saved
+
+    return run
+
+
 class LoopMoE(nn.Module):
     """The naive reference: a Python loop over experts, a masked sub-batch each."""
 
@@ -129,7 +149,7 @@ def peft_step(base: nn.Linear, routed: CategoryLoraLinear, ids, x, grad, cfg: Lo
         for name in names:
             layer.lora_A[name].weight.copy_(routed.lora_A[name].weight)
             layer.lora_B[name].weight.copy_(routed.lora_B[name].weight)
-    layer.eval().requires_grad_(True)
+    layer.to(x.dtype).eval().requires_grad_(True)
     layer.base_layer.requires_grad_(False)
     per_token = [names[i] for i in ids.tolist()]
     return fwd_bwd(layer, x, grad, adapter_names=per_token)
@@ -137,34 +157,37 @@ def peft_step(base: nn.Linear, routed: CategoryLoraLinear, ids, x, grad, cfg: Lo
 
 def measure_width(args: Args, d: int) -> list[dict]:
     torch.manual_seed(args.seed)
-    dev = args.device
-    base = nn.Linear(d, d).to(dev)
-    x = torch.randn(args.tokens, d, device=dev, requires_grad=True)  # (tokens, d)
-    grad = torch.randn(args.tokens, d, device=dev)  # (tokens, d)
+    dev, dtype = args.device, getattr(torch, args.dtype)
+    base = nn.Linear(d, d).to(dev, dtype)
+    x = torch.randn(args.tokens, d, device=dev, dtype=dtype, requires_grad=True)  # (tokens, d)
+    grad = torch.randn(args.tokens, d, device=dev, dtype=dtype)  # (tokens, d)
     plain = LoraLinear(base, LoraConfig(r=args.r))
     plain.add_adapter("only")
+    plain.to(dev, dtype)
     steps = {(1, "plain LoRA"): fwd_bwd(randomise_(plain), x, grad)}
     for n in (int(e) for e in args.experts.split(",")):
         cfg = LoraConfig(r=args.r, routing="category")
         routed = CategoryLoraLinear(base, cfg)
         for i in range(n):
             routed.add_expert(f"e{i}")
-        randomise_(routed)
+        randomise_(routed.to(dev, dtype))
         ids = torch.randint(0, n, (args.tokens,), device=dev)  # (tokens,) one expert per token
         routed.expert_indices = ids
         steps[n, "category (ours)"] = fwd_bwd(routed, x, grad)
+        steps[n, "category, dense form"] = dense_limit(math.inf, fwd_bwd(routed, x, grad))
+        steps[n, "category, grouped/gather"] = dense_limit(0, fwd_bwd(routed, x, grad))
         steps[n, "loop over experts"] = fwd_bwd(LoopMoE(routed, ids), x, grad)
         if args.peft:
             steps[n, "peft adapter_names"] = peft_step(base, routed, ids, x, grad, cfg)
         for k in (1, 2):
-            topk = TopkLoraLinear(base, LoraConfig(r=args.r, routing="topk", num_experts=max(n, k), top_k=k)).to(dev)
+            topk = TopkLoraLinear(base, LoraConfig(r=args.r, routing="topk", num_experts=max(n, k), top_k=k)).to(dev, dtype)
             steps[n, f"topk (ours) k={k}"] = fwd_bwd(randomise_(topk), x, grad)
     ms = median_ms(steps, args)
     t_lora = ms[1, "plain LoRA"]
     return [dict(width=d, experts=n, mode=mode, ms=t, ratio=t / t_lora) for (n, mode), t in ms.items()]
 
 
-def machine(device: str) -> str:
+def machine(device: str, dtype: str = "float32") -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -175,7 +198,7 @@ def machine(device: str) -> str:
         pass
     gpu = f", {torch.cuda.get_device_name()}" if device.startswith("cuda") else ""
     cores = f"{os.cpu_count()} cores, torch using {torch.get_num_threads()} thread(s)"
-    return f"{cpu}, {cores}{gpu}, torch {torch.__version__}, device {device}"
+    return f"{cpu}, {cores}{gpu}, torch {torch.__version__}, device {device}, {dtype}"
 
 
 def table(rows: list[dict]) -> str:
@@ -198,7 +221,7 @@ def main() -> None:
         f"\n## MoE-LoRA layer, forward+backward, {args.tokens} tokens, r={args.r} "
         f"({datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
         f"- command: `{' '.join([Path(sys.executable).name, *sys.argv])}`\n"
-        f"- machine: {machine(args.device)}\n"
+        f"- machine: {machine(args.device, args.dtype)}\n"
         f"- medians of {args.repeats} repeats after {args.warmup} warm-up; each token routed to its own expert(s)\n\n"
     )
     with open(args.results, "a") as f:

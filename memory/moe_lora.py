@@ -5,9 +5,10 @@
 - `MoramLinear` (MoRAM): rank-1 atoms, no router; new atoms are added, old ones frozen.
 
 A mixed batch, where every token may use a different expert, runs as one batched computation
-(`routed_delta`): rows are sorted by expert and both LoRA factors are applied with a grouped
-matmul over the stacked expert weights — no Python loop over experts, so the cost stays nearly
-flat as experts are added.
+(`routed_delta`): with few experts, every row goes through every expert's factors and a mask
+keeps its own (two plain matmuls); with many, rows are sorted by expert and both LoRA factors
+are applied with a grouped matmul over the stacked expert weights. No Python loop over
+experts either way, so the cost stays nearly flat as experts are added.
 """
 
 from __future__ import annotations
@@ -39,13 +40,21 @@ class _GroupedMM(torch.autograd.Function):
 
 
 def _grouped_mm_supported(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> bool:
-    # The grouped GEMM runs on CPU in any float dtype; on CUDA its kernels want bf16 (SM >= 80).
-    # Either way every row stride must be a multiple of 16 bytes (d_in, r, d_out).
+    # The grouped GEMM runs on CPU in float32, bf16 and fp16 (not float64); on CUDA its kernels
+    # want bf16 (SM >= 80). Either way every row stride must be a multiple of 16 bytes.
     if not hasattr(F, "grouped_mm"):
         return False
     aligned = all(n * x.element_size() % 16 == 0 for n in (a.shape[1], a.shape[2], b.shape[1]))
-    device_ok = x.device.type == "cpu" or (x.device.type == "cuda" and x.dtype == torch.bfloat16)
+    cpu_ok = x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+    device_ok = (x.device.type == "cpu" and cpu_ok) or (x.device.type == "cuda" and x.dtype == torch.bfloat16)
     return aligned and device_ok
+
+
+# G·r up to which `routed_delta` takes the masked dense form, per device type. Measured in
+# benchmarks/moe_lora.py (RESULTS.md, 2026-11-25): on a 2-core CPU the grouped GEMM wins from
+# 16 experts of rank 8 on; on an H100 the dense form wins up to 64 (float32 and bf16) and
+# float32 has no grouped GEMM there, only the gather: 14–34× a plain LoRA with one expert.
+DENSE_MAX_RANKS = {"cpu": 128, "cuda": 1024}
 
 
 def routed_delta(
@@ -54,22 +63,41 @@ def routed_delta(
     b: torch.Tensor,
     expert_ids: torch.Tensor,
     weights: torch.Tensor | None = None,
-    grouped: bool | None = None,
+    method: str | None = None,
 ) -> torch.Tensor:
     """Σ_j w_j · B_{e_j} A_{e_j} x for every row, all experts in one batched computation.
 
     x (N, d_in); a (G, r, d_in); b (G, d_out, r); expert_ids (N, k) in [0, G); weights (N, k)
-    or None (all ones). Returns (N, d_out). `grouped=None` picks the grouped GEMM where the
-    device supports it, else a gather + batched matmul (also loop-free, more memory).
+    or None (all ones). Returns (N, d_out). Three loop-free methods compute the same sum:
+      dense    every row through every expert's A (one (N, G·r) matmul), the responses of the
+               experts a row is not routed to multiplied by 0, then one matmul through all B:
+               G times the LoRA arithmetic, but two plain matmuls forward and backward (no
+               sort, gather or scatter); the default while G·r <= DENSE_MAX_RANKS[device type],
+               where the LoRA part stays small next to the base layer;
+      grouped  rows sorted by expert, a grouped GEMM per factor (where the device has one:
+               CPU float32/bf16/fp16, CUDA bf16); the default for more experts;
+      gather   each row's own A and B gathered, a batched matmul (any device, more memory).
+    Measured side by side in benchmarks/moe_lora.py.
     """
     n, k = expert_ids.shape
-    if grouped is None:
-        grouped = _grouped_mm_supported(x, a, b)
-    if not grouped:
+    if method is None:
+        if a.shape[0] * a.shape[1] <= DENSE_MAX_RANKS.get(x.device.type, 128):
+            method = "dense"
+        else:
+            method = "grouped" if _grouped_mm_supported(x, a, b) else "gather"
+    if method == "dense":
+        g, r, _ = a.shape
+        ones = weights if weights is not None else x.new_ones(n, k)
+        gate = x.new_zeros(n, g).scatter_add(1, expert_ids, ones)  # (N, G) a row's weight per expert
+        h = (x @ a.reshape(g * r, -1).T).view(n, g, r) * gate.unsqueeze(-1)  # (N, G, r)
+        return h.reshape(n, g * r) @ b.transpose(1, 2).reshape(g * r, -1)  # (N, d_out)
+    if method == "gather":
         h = torch.einsum("nd,nkrd->nkr", x, a[expert_ids])  # (N, k, r)
         if weights is not None:
             h = h * weights.unsqueeze(-1)
         return torch.einsum("nkr,nkor->no", h, b[expert_ids])  # (N, d_out)
+    if method != "grouped":
+        raise ValueError(f"unknown method {method!r}; use dense, grouped or gather")
     flat = expert_ids.reshape(-1)  # (N*k,)
     order = torch.argsort(flat, stable=True)  # (N*k,) rows sorted by expert
     inverse = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=x.device))
