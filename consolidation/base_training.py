@@ -116,7 +116,7 @@ def load_base(path: str | Path, device: str = "cpu") -> tuple[Policy, dict]:
     if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
         raise PeamError(f"{path} holds no base policy: run `peam train-base` first")
     doc = json.loads((path / CONFIG).read_text())
-    saved = {"map_radius": 0, **doc["policy"]}  # bases saved before the map input had none
+    saved = {"map_radius": 0, "targets": False, **doc["policy"]}  # bases saved before these inputs had none
     cfg = PolicyConfig(**{**saved, "view_shape": tuple(saved["view_shape"]), "device": device})
     policy = build_policy(cfg, doc["n_cells"], doc["n_items"], doc["n_actions"], doc["skill_names"])
     policy.load_state_dict(load_file(str(path / WEIGHTS), device=str(resolve_device(device))))
@@ -163,7 +163,7 @@ def train_category_experts(store, *, out_dir: str | Path, epochs: int = 3, batch
         digest = save_expert(policy, category, path, lora)
         n_params = sum(p.numel() for p in params)
         metrics = {**asdict(fit), "samples": (len(split.train) + len(split.val)) // data.copies,
-                   "segments": len(segs), "base_val_loss": before and before[0],
+                   "train_samples": len(split.train), "segments": len(segs), "base_val_loss": before and before[0],
                    "base_val_accuracy": before and before[1]}
         expert_id = register_expert(store, game=game, category=category, routing="category",
                                     rank=rank, path=str(path), sha256=digest, params=n_params,

@@ -30,6 +30,7 @@ class PolicyConfig:
     image_size: int = 64
     max_subgoal_words: int = 4
     map_radius: int = MAP_RADIUS  # the agent's own remembered map around it, (2r+1)² cells; 0 = off
+    targets: bool = True  # a token per cell kind: where on that map its nearest cell lies (needs the map)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -146,8 +147,57 @@ class MapEncoder(nn.Module):
         return self.conv(x).flatten(2).transpose(1, 2) + self.pos  # (B, side², d)
 
 
+class TargetEncoder(nn.Module):
+    """A token per cell kind: where the nearest cell of that kind lies on the agent's own map
+    (offset and its signs, distance, next to the agent, faced), all zero where the map holds
+    none; "unknown" is a kind too, so the nearest unexplored cell has a token. Walking towards
+    the subgoal's target is then one association to learn (subgoal words -> that kind's
+    offset), not a search through 25 map tokens. Measured without it, the experts chose the
+    slow path's action on 18% of their own states and succeeded by sampled exploration; with
+    it, held-out gather success rose from 38% to 72% (benchmarks/data_scaling.py)."""
+
+    FEATURES = 8
+
+    def __init__(self, n_cells: int, d_model: int, size: int):
+        super().__init__()
+        r = size // 2
+        coords = torch.arange(size, dtype=torch.float32) - r
+        dx, dy = coords.view(size, 1).expand(size, size), coords.view(1, size).expand(size, size)
+        self.register_buffer("dx", dx.reshape(-1).clone(), persistent=False)  # (M²,) x is the first axis
+        self.register_buffer("dy", dy.reshape(-1).clone(), persistent=False)
+        dist = (dx.abs() + dy.abs()).reshape(-1).clone()
+        dist[r * size + r] = float("inf")  # the agent's own cell is no kind's nearest
+        self.register_buffer("dist", dist, persistent=False)
+        self.radius = r
+        self.kind = nn.Parameter(torch.zeros(n_cells, d_model))
+        self.features = nn.Linear(self.FEATURES, d_model)
+        nn.init.normal_(self.kind, std=0.02)
+
+    @staticmethod
+    def nearest(cells: torch.Tensor, n_cells: int, dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cells (B, M²) long -> (distance (B, K), flat index (B, K)) of each kind's nearest cell,
+        distance inf where the kind is absent (ties: the first in row-major order)."""
+        kinds = torch.arange(n_cells, device=cells.device).view(1, n_cells, 1)  # (1, K, 1)
+        d = torch.where(cells.unsqueeze(1) == kinds, dist, torch.full_like(dist, float("inf")))  # (B, K, M²)
+        return d.min(-1)  # (B, K), (B, K)
+
+    def forward(self, cells: torch.Tensor, facing: torch.Tensor) -> torch.Tensor:
+        """cells (B, M, M) long, the map centred on the agent; facing (B, 2) -> (B, K, d)."""
+        b, k, r = cells.shape[0], self.kind.shape[0], float(self.radius)
+        best, idx = self.nearest(cells.reshape(b, -1).long(), k, self.dist)  # (B, K)
+        present = torch.isfinite(best)
+        dx = torch.where(present, self.dx[idx], 0.0)  # (B, K)
+        dy = torch.where(present, self.dy[idx], 0.0)
+        fx, fy = facing[:, :1].float(), facing[:, 1:].float()  # (B, 1)
+        feats = torch.stack([present.float(), dx / r, dy / r, torch.where(present, best, 0.0) / (2 * r),
+                             (best == 1).float(), (present & (dx == fx) & (dy == fy)).float(),
+                             dx.sign(), dy.sign()], -1)  # (B, K, 8)
+        return self.kind + self.features(feats)  # (B, K, d)
+
+
 class Policy(nn.Module):
-    """Tokens: [summary, inventory, facing, 63 view cells, (4 image), subgoal words].
+    """Tokens: [summary, inventory, facing, 63 view cells, (4 image), (25 map), (one per cell
+    kind: its nearest cell on the map), subgoal words].
     Heads on the summary token: action logits and the "subgoal done" logit."""
 
     def __init__(self, cfg: PolicyConfig, n_cells: int, n_items: int, n_actions: int, skill_names: list[str]):
@@ -165,6 +215,7 @@ class Policy(nn.Module):
         self.image = ImageEncoder(d) if cfg.use_image else None
         self.map_size = 2 * cfg.map_radius + 1
         self.map = MapEncoder(n_cells, d, self.map_size) if cfg.map_radius > 0 else None
+        self.targets = TargetEncoder(n_cells, d, self.map_size) if cfg.targets and cfg.map_radius > 0 else None
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_f = nn.LayerNorm(d)
         self.action_head = nn.Linear(d, n_actions)
@@ -187,6 +238,8 @@ class Policy(nn.Module):
             if map is None:
                 map = torch.zeros(b, self.map_size, self.map_size, dtype=torch.long, device=view.device)
             parts.append(self.map(map))  # (B, 25, d)
+            if self.targets is not None:
+                parts.append(self.targets(map, facing))  # (B, n_cells, d)
         x = torch.cat(parts + [words], dim=1)  # (B, T, d)
         n_fixed = x.shape[1] - words.shape[1]
         keep = torch.cat([torch.ones(b, n_fixed, dtype=torch.bool, device=x.device), subgoal != 0], 1)  # (B, T)

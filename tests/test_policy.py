@@ -97,3 +97,61 @@ def test_unavailable_cuda_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         build_policy(small(device="cuda"), N_CELLS, N_ITEMS, N_ACTIONS, SKILLS)
+
+
+def test_target_tokens_say_where_each_kinds_nearest_cell_lies():
+    from memory.policy import TargetEncoder
+
+    enc = TargetEncoder(N_CELLS, 8, 17)
+    cells = torch.zeros(2, 17, 17, dtype=torch.long)  # all "unknown" (kind 0)
+    cells[:, 6:11, 6:11] = 2  # grass around the agent
+    cells[:, 8, 8] = 13  # the agent itself, at the centre
+    cells[0, 10, 7] = 6  # a tree 2 right, 1 up: the nearest of two
+    cells[0, 3, 8] = 6
+    cells[1, 8, 9] = 6  # a tree right below the agent, which faces it
+    best, idx = TargetEncoder.nearest(cells.reshape(2, -1), N_CELLS, enc.dist)
+    assert best[0, 6] == 3 and enc.dx[idx[0, 6]] == 2 and enc.dy[idx[0, 6]] == -1
+    assert best[1, 6] == 1 and torch.isinf(best[0, 7])  # no lava anywhere
+    assert best[0, 13] == float("inf")  # the agent's own cell is no kind's nearest
+    assert best[0, 0] == 3  # the nearest unexplored cell: 3 steps off
+    captured = {}
+    enc.features.register_forward_hook(lambda m, i, o: captured.update(feats=i[0]))
+    tokens = enc(cells, torch.tensor([[0, 1], [0, 1]]))
+    assert tokens.shape == (2, N_CELLS, 8)
+    f = captured["feats"]  # present, dx/r, dy/r, distance/2r, adjacent, faced, sign dx, sign dy
+    assert f[0, 6].tolist() == pytest.approx([1, 2 / 8, -1 / 8, 3 / 16, 0, 0, 1, -1])
+    assert f[1, 6].tolist() == pytest.approx([1, 0, 1 / 8, 1 / 16, 1, 1, 0, 1])
+    assert f[0, 7].tolist() == [0, 0, 0, 0, 0, 0, 0, 0]
+
+
+def test_mirrored_maps_give_mirrored_target_offsets():
+    """The dataset's mirrored copies flip the map and the facing; the target tokens follow."""
+    from memory.policy import TargetEncoder
+
+    enc = TargetEncoder(N_CELLS, 8, 17)
+    cells = torch.randint(1, N_CELLS, (4, 17, 17))
+    _, idx = TargetEncoder.nearest(cells.reshape(4, -1), N_CELLS, enc.dist)
+    best_f, idx_f = TargetEncoder.nearest(cells.flip(1).reshape(4, -1), N_CELLS, enc.dist)
+    best, _ = TargetEncoder.nearest(cells.reshape(4, -1), N_CELLS, enc.dist)
+    assert torch.equal(best, best_f)  # the same distances, whichever way round
+    present = torch.isfinite(best)
+    # ties may pick another cell at the same distance: compare where the nearest is unique
+    for b in range(4):
+        for k in range(N_CELLS):
+            d = (cells[b].reshape(-1) == k) & (enc.dist == best[b, k])
+            if present[b, k] and d.sum() == 1:
+                assert enc.dx[idx_f[b, k]] == -enc.dx[idx[b, k]] and enc.dy[idx_f[b, k]] == enc.dy[idx[b, k]]
+
+
+def test_a_base_saved_without_target_tokens_loads_without_them(tmp_path):
+    import json
+
+    from consolidation.base_training import load_base, save_base
+
+    policy = build_policy(small(targets=False), N_CELLS, N_ITEMS, N_ACTIONS, SKILLS)
+    save_base(policy, tmp_path / "base", {"skill_names": SKILLS})
+    doc = json.loads((tmp_path / "base" / "config.json").read_text())
+    del doc["policy"]["targets"]  # as written before the option existed
+    (tmp_path / "base" / "config.json").write_text(json.dumps(doc))
+    loaded, _ = load_base(tmp_path / "base")
+    assert loaded.targets is None and build_policy(small(), N_CELLS, N_ITEMS, N_ACTIONS, SKILLS).targets is not None
