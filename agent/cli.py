@@ -266,6 +266,7 @@ def bench_continual(
     practice_rounds: int = typer.Option(0, min=0, help="peam: practice (DAgger) rounds per job before the gate; 0: behavioural cloning alone."),
     practice_episodes: int = typer.Option(8, min=1, help="peam: practice episodes per skill per round."),
     mirror: bool = typer.Option(False, "--mirror", help="peam: train on every step mirrored left-right and top-bottom too."),
+    targets: bool = typer.Option(True, "--targets/--no-targets", help="The policy's per-kind target tokens (where each kind's nearest cell lies)."),
     out: Optional[str] = typer.Option(None, help="Directory for the PNGs and stores (default: benchmarks/continual)."),
     device: str = typer.Option("cpu", help="auto (cuda when visible, else cpu), cpu or cuda."),
     results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
@@ -278,7 +279,7 @@ def bench_continual(
     cfg = ContinualConfig(memory=memory, stages=stages, episodes=episodes, eval_episodes=eval_episodes,
                           device=device, out=out or "benchmarks/continual", score_episodes=score_episodes,
                           score_steps=score_steps, practice_rounds=practice_rounds,
-                          practice_episodes=practice_episodes, mirror=mirror)
+                          practice_episodes=practice_episodes, mirror=mirror, targets=targets)
     cfg.validate()  # before anything is written
     console = _console()
     result = run_continual(cfg, console)

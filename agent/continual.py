@@ -61,6 +61,7 @@ class ContinualConfig:
     practice_rounds: int = 0  # peam: DAgger rounds per job before the gate (consolidation/pipeline.py)
     practice_episodes: int = 8  # per skill, per round
     mirror: bool = False  # peam: mirrored copies of every step in training (consolidation/dataset.py)
+    targets: bool = True  # the base's per-kind target tokens (memory/policy.py TargetEncoder)
     eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
     score_episodes: int = 10  # open-ended episodes after the last stage, for the Crafter score
     score_steps: int = 10_000  # their step limit: Crafter's own episode length
@@ -190,11 +191,13 @@ class _Mode:
         MoRAM's old atoms are frozen by construction, the shared LoRA is meant to drift."""
         from consolidation.base_training import NoDataError, has_base, train_base
         from consolidation.trainer import ExpertTrainingConfig, train_expert
+        from memory.policy import PolicyConfig
         from memory.registry import promote
 
         if not has_base(self.models):
             train_base(self.store, epochs=self.cfg.base_epochs, device=self.cfg.device,
-                       out_dir=self.models, game=GAME, progress=False)
+                       out_dir=self.models, game=GAME, progress=False,
+                       config=PolicyConfig(targets=self.cfg.targets))
         try:
             cand = train_expert(self.store, models_dir=self.models, game=GAME,
                                 config=ExpertTrainingConfig(device=self.cfg.device, epochs=self.cfg.expert_epochs),
@@ -217,7 +220,7 @@ class _Mode:
         budgets = ConsolidationConfig(device=cfg.device, eval_episodes=cfg.eval_episodes,
                                       base_epochs=cfg.base_epochs, forgetting_episodes=min(2, cfg.eval_episodes),
                                       practice_rounds=cfg.practice_rounds, practice_episodes=cfg.practice_episodes,
-                                      mirror=cfg.mirror,
+                                      mirror=cfg.mirror, targets=cfg.targets,
                                       expert=ExpertTrainingConfig(device=cfg.device, epochs=cfg.expert_epochs))
 
         def process(job, beat):

@@ -27,6 +27,7 @@ from consolidation.trainer import ExpertTrainingConfig, train_expert
 from consolidation.worker import JobOutcome
 from envs import make_env
 from memory.expert_io import AdapterError, read_expert, sha256_of
+from memory.policy import PolicyConfig
 from memory.registry import ExpertRef, promote, promoted, ref_of
 from memory.tables import Evaluation, Expert, utcnow
 
@@ -46,6 +47,7 @@ class ConsolidationConfig:
     practice_rounds: int = 0  # DAgger rounds before the gate (0: behavioural cloning alone)
     practice_episodes: int = 8  # per skill of the category, per round
     mirror: bool = False  # train the base and the experts on mirrored copies of every step too
+    targets: bool = True  # the base's per-kind target tokens (memory/policy.py TargetEncoder)
 
 
 def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate: Evaluate,
@@ -58,7 +60,8 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
     if not has_base(models_dir):
         # The first job of a store trains the frozen base all experts share.
         train_base(store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir,
-                   game=job.game, progress=False, mirror=cfg.mirror)
+                   game=job.game, progress=False, mirror=cfg.mirror,
+                   config=PolicyConfig(targets=cfg.targets))
     heartbeat()
     current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
     expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)

@@ -51,8 +51,9 @@ def _grouped_mm_supported(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> 
 
 
 # G·r up to which `routed_delta` takes the masked dense form, per device type. Measured in
-# benchmarks/moe_lora.py (RESULTS.md, 2026-11-25): on a 2-core CPU the grouped GEMM wins from
-# 16 experts of rank 8 on; on an H100 the dense form wins up to 64 (float32 and bf16) and
+# benchmarks/moe_lora.py (2026-11-25): on the 2-core CPU (one run, cores shared with other work)
+# the grouped GEMM won from 16 experts of rank 8 on (width 256: 125 vs 160 ms; 4 experts: dense
+# 74 vs 81); on an H100 (RESULTS.md) the dense form wins up to 64 (float32 and bf16) and
 # float32 has no grouped GEMM there, only the gather: 14–34× a plain LoRA with one expert.
 DENSE_MAX_RANKS = {"cpu": 128, "cuda": 1024}
 

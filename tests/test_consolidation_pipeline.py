@@ -156,3 +156,33 @@ def test_a_worker_killed_mid_training_changes_nothing_and_its_job_completes_late
     assert requeued.status == "queued" and requeued.attempts == 1
     done = Worker(store, process(store, models), name="w4", lease_s=300).run_once()
     assert done.id == job_id and done.status in ("promoted", "rejected"), done.error
+
+
+def test_the_targets_switch_reaches_the_base_a_job_trains(monkeypatch, tmp_path):
+    """`peam bench continual --no-targets` -> ConsolidationConfig(targets=False) -> the base."""
+    import types
+
+    import consolidation.pipeline as pipeline
+    from typer.testing import CliRunner
+
+    import agent.continual
+    from agent.cli import app
+
+    class Trained(Exception):
+        pass
+
+    def fake_train_base(store, **kw):
+        raise Trained(kw["config"].targets)
+
+    monkeypatch.setattr(pipeline, "train_base", fake_train_base)
+    job = types.SimpleNamespace(game="crafter", category="gather", skill=None)
+    for targets in (True, False):
+        with pytest.raises(Trained) as caught:
+            pipeline.run_pipeline(None, job, lambda: None, evaluate=None, models_dir=tmp_path,
+                                  config=ConsolidationConfig(targets=targets))
+        assert caught.value.args == (targets,)
+    seen = []
+    monkeypatch.setattr(agent.continual, "run_continual", lambda cfg, console: seen.append(cfg) or 1 / 0)
+    CliRunner().invoke(app, ["bench", "continual", "--no-targets", "--out", str(tmp_path)])
+    CliRunner().invoke(app, ["bench", "continual", "--out", str(tmp_path)])
+    assert [cfg.targets for cfg in seen] == [False, True]
