@@ -95,7 +95,8 @@ def test_a_runner_dying_mid_episode_loses_no_segment_and_the_seed_is_replayed(tm
         task = resolve_task(TASK, make_env("crafter").catalog)
         results = pool.run(task, SEEDS, run_id)
     assert (tmp_path / "died").exists()
-    assert [(r.success, r.steps, r.unlocked) for r in results] == in_process(SEEDS)
+    assert [(r.success, r.steps, r.unlocked) for r in results] == in_process(SEEDS), \
+        [(r.seed, r.error) for r in results if r.error] + pool.lost  # why a seed came back lost
     # A call that reached the actor while Ray was still restarting it may be lost too; only
     # seed 1 is ever lost, and no extra episode row comes of it (checked below).
     assert {seed for seed, _ in pool.lost} == {1}
