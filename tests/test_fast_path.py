@@ -40,3 +40,101 @@ def test_folded_experts_decide_as_the_routed_ones(tmp_path):
     for name in ("collect_wood", "place_table", "collect_stone", "place_stone") * 5:
         skill = env.catalog[name]
         assert folded.act(obs, skill) == routed.act(obs, skill), name
+
+
+def _biased_fast_path(tmp_path, env, favourite: str, sample: bool = False, unstick: bool = True):
+    """A fast path with no expert whose base all but always picks `favourite`."""
+    torch.manual_seed(0)
+    policy = build_policy(PolicyConfig(d_model=32, n_layers=1, n_heads=4), len(env.cell_names),
+                          len(env.catalog.items), len(env.action_names), env.catalog.names)
+    with torch.no_grad():
+        policy.action_head.weight.zero_()
+        policy.action_head.bias.fill_(0.0)
+        policy.action_head.bias[env.action_names.index(favourite)] = 20.0
+        policy.action_head.bias[env.action_names.index("noop")] = 10.0  # the runner-up
+    save_base(policy, tmp_path / BASE_DIR, game_spec("crafter"))
+    return FastPolicy(tmp_path, [], sample=sample, unstick=unstick)
+
+
+def test_a_move_that_changed_nothing_is_not_tried_again_from_the_same_place(tmp_path):
+    env = make_env("crafter")
+    fast = _biased_fast_path(tmp_path, env, "move_left")
+    obs, _ = env.reset(seed=0)
+    memory = WorldMemory(env.cell_names, env.walkable)
+    memory.observe(obs, None)
+    fast.memory = memory
+    skill = env.catalog["collect_wood"]
+    assert fast.act(obs, skill) == "move_left"
+    memory.step += 1  # the move left nothing changed: same cell, same facing
+    assert fast.act(obs, skill) == "noop"
+    memory.step += 1  # still there: the move stays masked
+    assert fast.act(obs, skill) == "noop"
+    memory.step += 1
+    memory.pos = (memory.pos[0], memory.pos[1] + 1)  # moved (something else acted): unmasked
+    assert fast.act(obs, skill) == "move_left"
+    memory.step += 5  # a later segment, not the next step: no verdict on the last move
+    assert fast.act(obs, skill) == "move_left"
+
+
+def test_the_mask_is_off_when_asked_and_cleared_by_a_new_episode(tmp_path):
+    env = make_env("crafter")
+    obs, _ = env.reset(seed=0)
+    skill = env.catalog["collect_wood"]
+    for unstick, second in ((False, "move_left"), (True, "noop")):
+        fast = _biased_fast_path(tmp_path, env, "move_left", unstick=unstick)
+        memory = WorldMemory(env.cell_names, env.walkable)
+        memory.observe(obs, None)
+        fast.memory = memory
+        assert fast.act(obs, skill) == "move_left"
+        memory.step += 1
+        assert fast.act(obs, skill) == second
+    fast.reset(1)  # a new episode: nothing is known to be blocked
+    memory.step += 1
+    assert fast.act(obs, skill) == "move_left"
+
+
+def test_the_mask_frees_a_policy_stuck_against_a_wall_in_the_game(tmp_path):
+    """In the real game: a policy that only wants to walk left reaches something it cannot
+    enter, and then does something else instead of pushing into it for ever."""
+    env = make_env("crafter")
+    fast = _biased_fast_path(tmp_path, env, "move_left")
+    obs, _ = env.reset(seed=0)
+    memory = WorldMemory(env.cell_names, env.walkable)
+    memory.observe(obs, None)
+    fast.memory = memory
+    skill = env.catalog["collect_wood"]
+    actions = []
+    for _ in range(80):
+        name = fast.act(obs, skill)
+        actions.append(name)
+        obs = env.step(env.action_names.index(name)).observation
+        memory.observe(obs, name)
+    assert "noop" in actions, "never blocked in 80 steps left: pick another seed"
+    first = actions.index("noop")
+    assert actions[first - 1] == "move_left"
+    assert set(actions[first:]) == {"noop"}  # blocked: the noop leaves it in place, still blocked
+
+
+def test_do_on_a_useless_cell_is_masked_but_never_on_the_skills_own_target(tmp_path):
+    """Facing grass: "do" there changes nothing for collect_wood, and is masked after one
+    try; for collect_sapling grass is the target (a sapling one time in ten): never masked."""
+    env = make_env("crafter")
+    fast = _biased_fast_path(tmp_path, env, "do")
+    obs, _ = env.reset(seed=0)
+    cx, cy = obs.center
+    assert env.cell_names[obs.local_view[cx + obs.facing[0], cy + obs.facing[1]]] == "grass"
+    memory = WorldMemory(env.cell_names, env.walkable)
+    memory.observe(obs, None)
+    fast.memory = memory
+    wood, sapling = env.catalog["collect_wood"], env.catalog["collect_sapling"]
+    assert [fast.act(obs, wood), _next(memory) or fast.act(obs, wood)] == ["do", "noop"]
+    fast.reset(0)
+    actions = []
+    for _ in range(4):
+        actions.append(fast.act(obs, sapling))
+        memory.step += 1
+    assert actions == ["do"] * 4
+
+
+def _next(memory) -> None:
+    memory.step += 1
