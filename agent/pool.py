@@ -335,7 +335,7 @@ class RunnerPool:
         from memory.store import Store
 
         queue, idle = deque(seeds), list(self.actors)
-        inflight: dict = {}  # ObjectRef -> (actor, seed)
+        inflight: dict = {}  # ObjectRef -> (actor, seed); seed None: a restarted actor's ping
         attempts: dict[int, int] = {}
         deaths: dict[int, int] = {}  # id(actor) -> deaths seen
         results: dict[int, EpisodeResult] = {}
@@ -349,6 +349,13 @@ class RunnerPool:
                     raise PeamError("every Ray runner died: see the failed episodes' errors")
                 [ref], _ = ray.wait(list(inflight), num_returns=1)
                 actor, seed = inflight.pop(ref)
+                if seed is None:  # a restarted runner's ping came back: it takes seeds again
+                    try:
+                        ray.get(ref)
+                        idle.append(actor)
+                    except (RayActorError, RayTaskError):
+                        pass  # it did not come back: the others play on
+                    continue
                 try:
                     result, node = ray.get(ref)
                 except RayActorError as e:
@@ -363,7 +370,11 @@ class RunnerPool:
                         _report(on_result, results[seed])
                     deaths[id(actor)] = deaths.get(id(actor), 0) + 1
                     if deaths[id(actor)] <= MAX_RESTARTS:
-                        idle.append(actor)  # Ray restarts it; calls wait until it is back
+                        # Ray restarts it, but a call made while it restarts fails at once
+                        # (max_task_retries=0): a replayed seed could use up its attempts on a
+                        # runner not yet back (seen in CI on a loaded host). A ping that
+                        # retries brings it back to the idle list once it answers.
+                        inflight[actor.ready.options(max_task_retries=-1).remote()] = (actor, None)
                     continue
                 except RayTaskError as e:  # a bug in a runner, not a death
                     result, node = _lost(seed, f"runner error: {_first_line(e)}"), None
