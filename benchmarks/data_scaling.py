@@ -6,7 +6,8 @@ For each size N, the slow agent plays each gather skill of the continual benchma
 gather expert are trained on that store alone with the default recipe (once per `--targets`
 setting: `PolicyConfig.targets`, memory/policy.py's TargetEncoder), and the expert is
 measured on the same held-out seeds for every size, each skill forced onto the fast path
-(agent/evaluation.py), with the default sampling and a sharper one (softmax temperature 0.5:
+(agent/evaluation.py), sampling from the softmax (the fast path's default before
+benchmarks/decoding.py; no action mask) and a sharper one (softmax temperature 0.5:
 an expert that learned where to walk should gain from it, one that succeeds by sampled
 exploration loses). The continual benchmark's stage is 16 episodes per skill.
 
@@ -26,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import parse_args, record  # noqa: E402
-from benchmarks.expert_recipe import SKILLS, _Tempered, _rate, _total  # noqa: E402
+from benchmarks.common import Tempered, overall, parse_args, rates, record  # noqa: E402
+from benchmarks.expert_recipe import SKILLS  # noqa: E402
 
 PLAY_SEED = 20_000  # skill j, episode k -> PLAY_SEED + 1000 j + k: never an evaluation seed
 
@@ -87,14 +88,16 @@ def main() -> None:
                                 config=ExpertTrainingConfig(device=args.device, mirror=mirror))
             train_s = time.perf_counter() - t2
             ref = ExpertRef("gather", cand.path, cand.expert_id)
-            fast = FastPolicy(models, [ref], args.device, seed=0)
-            sampled = measure_fast(fast, store, env, list(SKILLS), args.eval_episodes)
-            sharp = measure_fast(_Tempered(FastPolicy(models, [ref], args.device, seed=0), args.temperature),
-                                 store, env, list(SKILLS), args.eval_episodes)
+            def sampling():  # this table's protocol: sampled actions, no action mask
+                return FastPolicy(models, [ref], args.device, seed=0, sample=True, unstick=False)
+
+            sampled = measure_fast(sampling(), store, env, list(SKILLS), args.eval_episodes)
+            sharp = measure_fast(Tempered(sampling(), args.temperature), store, env, list(SKILLS),
+                                 args.eval_episodes)
             rows.append((n, targets, steps, base, cand.metrics, sampled, sharp, play_s, train_s))
             print(f"{n} episodes/skill, targets {targets}: {steps} steps, base val acc "
                   f"{base['val_accuracy']:.2f}, expert {cand.metrics.get('val_accuracy') or 0:.2f}; "
-                  f"T=1 {_rate(sampled)}; T={args.temperature} {_rate(sharp)} ({play_s:.0f} s play, "
+                  f"T=1 {rates(sampled)}; T={args.temperature} {rates(sharp)} ({play_s:.0f} s play, "
                   f"{train_s:.0f} s train)", flush=True)
         store.close()
 
@@ -111,8 +114,8 @@ def main() -> None:
     for n, targets, steps, base, metrics, sampled, sharp, play_s, train_s in rows:
         acc = metrics.get("val_accuracy")
         lines.append(f"| {n} | {targets} | {steps} | {base['val_accuracy']:.2f} | "
-                     f"{'—' if acc is None else f'{acc:.2f}'} | {_rate(sampled)} | {_total(sampled):.0f}% | "
-                     f"{_rate(sharp)} | {_total(sharp):.0f}% | {play_s:.0f} | {train_s:.0f} |")
+                     f"{'—' if acc is None else f'{acc:.2f}'} | {rates(sampled)} | {overall(sampled):.0f}% | "
+                     f"{rates(sharp)} | {overall(sharp):.0f}% | {play_s:.0f} | {train_s:.0f} |")
     lines.append("")
     record(args.results, "\n".join(lines))
 

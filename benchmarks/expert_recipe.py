@@ -12,8 +12,10 @@ store and measured on the same held-out seeds, each skill forced onto the fast p
   teacher  the slow path's steps and the shadowed fast-path steps with the slow path's labels
            (DAgger's aggregate, Ross et al. 2011)
 
-It also plays the `plain` expert with sharper sampling (softmax temperature < 1), and reports
-how often the shadowed fast path agreed with the slow path.
+Recipes are measured with the fast path's default decoding (the argmax with the action mask
+since benchmarks/decoding.py; sampling before, in the tables recorded until then). It also
+plays the `plain` expert sampling with a sharper softmax (temperature < 1), and reports how
+often the shadowed fast path agreed with the slow path.
 
     python benchmarks/expert_recipe.py --episodes 16 --eval_episodes 20
 """
@@ -31,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import parse_args, record  # noqa: E402
+from benchmarks.common import Tempered, overall, parse_args, rates, record  # noqa: E402
 
 SKILLS = ("collect_wood", "collect_stone")
 RECIPES = {"plain": (False, False), "mirror": (True, False), "teacher": (False, True)}
@@ -45,35 +47,6 @@ class Args:
     recipes: str = "plain,mirror,teacher"
     temperatures: str = "0.5,0.25"  # sharper sampling tried on the plain expert
     results: str = "benchmarks/RESULTS.md"
-
-
-def _rate(res: dict) -> str:
-    return ", ".join(f"{s} {v['successes']}/{v['attempts']}" for s, v in res.items())
-
-
-def _total(res: dict) -> float:
-    wins, tries = sum(v["successes"] for v in res.values()), sum(v["attempts"] for v in res.values())
-    return 100 * wins / max(tries, 1)
-
-
-class _Tempered:
-    """A FastPolicy whose action distribution is sharpened: softmax(logits / T)."""
-
-    def __init__(self, fast, temperature: float):
-        self.fast, self.temperature = fast, temperature
-
-    def __getattr__(self, name):
-        return getattr(self.fast, name)
-
-    def act(self, obs, skill):
-        import torch
-
-        real = torch.softmax
-        torch.softmax = lambda x, dim: real(x / self.temperature, dim)
-        try:
-            return self.fast.act(obs, skill)
-        finally:
-            torch.softmax = real
 
 
 def main() -> None:
@@ -129,13 +102,13 @@ def main() -> None:
         train_s = time.perf_counter() - t1
         res = fast_success(store, models, "crafter", [ref], list(SKILLS), args.eval_episodes)
         rows.append((name, res, metrics, train_s))
-        print(f"{name}: {_rate(res)} ({train_s:.0f} s training)", flush=True)
+        print(f"{name}: {rates(res)} ({train_s:.0f} s training)", flush=True)
         if name == "plain":
             for t in (float(x) for x in args.temperatures.split(",") if x):
-                fast = _Tempered(FastPolicy(models, [ref]), t)
+                fast = Tempered(FastPolicy(models, [ref], sample=True, unstick=False), t)
                 res_t = measure_fast(fast, store, env, list(SKILLS), args.eval_episodes)
                 rows.append((f"plain, temperature {t}", res_t, None, None))
-                print(f"plain at temperature {t}: {_rate(res_t)}", flush=True)
+                print(f"plain at temperature {t}: {rates(res_t)}", flush=True)
 
     lines = [f"### Expert training recipes on one store, gather — {date.today().isoformat()}", "",
              f"`python benchmarks/expert_recipe.py --episodes {args.episodes} --practice_episodes "
@@ -148,7 +121,7 @@ def main() -> None:
              "| --- | --- | ---: | ---: | ---: |"]
     for name, res, metrics, train_s in rows:
         acc = f"{metrics['val_accuracy']:.2f}" if metrics and metrics.get("val_accuracy") is not None else "—"
-        lines.append(f"| {name} | {_rate(res)} | {_total(res):.0f}% | {acc} | "
+        lines.append(f"| {name} | {rates(res)} | {overall(res):.0f}% | {acc} | "
                      f"{'—' if train_s is None else f'{train_s:.0f}'} |")
     lines.append("")
     record(args.results, "\n".join(lines))
