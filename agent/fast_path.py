@@ -17,7 +17,7 @@ from envs.catalog import Skill
 from memory.registry import ExpertRef
 
 SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
-MOVES = ("move_left", "move_right", "move_up", "move_down")
+UNMASKED = ("noop", "sleep")  # the fast path's action mask never removes these
 CREATURES = ("cow", "zombie", "skeleton", "plant")  # "do" hurts them: hidden health, several hits
 
 
@@ -60,20 +60,20 @@ class FastPolicy:
         self.generator = torch.Generator().manual_seed(seed)
         self.version = tuple(sorted((e.category, e.expert_id or 0) for e in experts))
         self.memory = None  # agent.world_memory.WorldMemory, set by the runner: the map input
-        # An action that changed nothing the agent can see of itself (its cell, its facing, the
-        # cell it faces, no item gained) would change nothing again from the same state: it is
-        # masked out until any of these changes (a valid-action mask, as MineDojo's API gives).
-        # Moves into a blocked cell and "do" on a material the skill cannot use are such
-        # actions: an argmax policy next to its target but not facing it, or facing the wrong
-        # material, repeated them until the progress monitor or the budget handed over
-        # (benchmarks/decoding.py). "do" facing the skill's own target or a creature is never
-        # masked: a cow takes several hits and grass gives a sapling one time in ten.
+        # Within a fast segment, an action already taken from the state the agent is in now
+        # (its cell, its facing, the cell it faces) is not taken again: with the world as it
+        # was, it would lead where it led before. This masks a move into a blocked cell, "do"
+        # or "make" where they do nothing, and back-and-forth cycles, each of which an argmax
+        # policy would repeat until the progress monitor or the budget handed over
+        # (benchmarks/decoding.py). An item gained clears the record (the world moved on);
+        # "noop" and "sleep" are never masked, nor "do" facing the skill's own target or a
+        # creature (a cow takes several hits, grass gives a sapling one time in ten).
         self.unstick = unstick
         self.cell_names = list(doc.get("cell_names", ()))
-        self._maskable = {self.action_names.index(m) for m in (*MOVES, "do") if m in self.action_names}
+        self._maskable = {i for i, n in enumerate(self.action_names) if n not in UNMASKED}
         self._do = self.action_names.index("do") if "do" in self.action_names else None
-        self._last: tuple | None = None  # (map step, cell/facing/faced, action, inventory) of the last decision
-        self._blocked: set[int] = set()
+        self._tried: dict[tuple, set[int]] = {}  # state -> actions taken from it in this segment
+        self._last: tuple | None = None  # (map step, inventory) at the last decision
 
     def _expert_for(self, category: str) -> str | None:
         """The category's own expert, else a single expert shared by all (the baseline)."""
@@ -84,24 +84,21 @@ class FastPolicy:
     def reset(self, seed: int) -> None:
         """Reseed the action sampler: an episode replays the same for the same seed."""
         self.generator.manual_seed(seed)
-        self._last, self._blocked = None, set()
+        self._last, self._tried = None, {}
 
-    def _mask_blocked(self, obs: Observation, skill: Skill) -> None:
-        """Update the set of actions known to do nothing from the state the agent is in now."""
-        if self.memory is None:
-            return
+    def _masked(self, obs: Observation, skill: Skill) -> set[int]:
+        """The actions already taken from the state the agent is in now, in this segment."""
         cx, cy = obs.center
         faced = int(obs.local_view[cx + obs.facing[0], cy + obs.facing[1]])
-        state = (self.memory.pos, tuple(obs.facing), faced)
+        self._state, self._inventory = (self.memory.pos, tuple(obs.facing), faced), dict(obs.inventory)
         last = self._last
-        gained = last is not None and any(n > last[3].get(k, 0) for k, n in obs.inventory.items())
-        if last is None or last[0] + 1 != self.memory.step or last[1] != state or gained:
-            # The last action changed something (vitals that drain by themselves do not count),
-            # or this is a new segment.
-            self._blocked = set()
-        elif last[2] in self._maskable and not (last[2] == self._do and self._may_need_hits(faced, skill)):
-            self._blocked.add(last[2])
-        self._state, self._inventory = state, dict(obs.inventory)
+        if (last is None or last[0] + 1 != self.memory.step  # a new segment
+                or any(n > last[1].get(k, 0) for k, n in obs.inventory.items())):  # an item gained
+            self._tried = {}
+        masked = self._tried.get(self._state, set())
+        if self._do in masked and self._may_need_hits(faced, skill):
+            masked = masked - {self._do}
+        return masked
 
     def _may_need_hits(self, cell: int, skill: Skill) -> bool:
         """Whether "do" on this cell can work without changing anything visible at once."""
@@ -157,16 +154,19 @@ class FastPolicy:
             radius = model.config.map_radius
             cells = torch.as_tensor(self.memory.crop(radius)[None], device=self.device).long()  # (1, M, M)
         logits, _done = model(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
-        if self.unstick:
-            self._mask_blocked(obs, skill)
-            if self._blocked:
+        unstick = self.unstick and self.memory is not None
+        if unstick:
+            masked = self._masked(obs, skill)
+            if masked:
                 logits = logits.clone()
-                logits[0, sorted(self._blocked)] = float("-inf")
+                logits[0, sorted(masked)] = float("-inf")
         if self.sample:
             probs = torch.softmax(logits[0].float().cpu(), -1)
             action = int(torch.multinomial(probs, 1, generator=self.generator))
         else:
             action = int(logits[0].argmax())
-        if self.unstick and self.memory is not None:
-            self._last = (self.memory.step, self._state, action, self._inventory)
+        if unstick:
+            if action in self._maskable:
+                self._tried.setdefault(self._state, set()).add(action)
+            self._last = (self.memory.step, self._inventory)
         return self.action_names[action]

@@ -107,7 +107,8 @@ def main() -> None:
                                                      for s, v in res.items()), flush=True)
 
     lines = [f"### Fast-path decoding on one gather expert — {date.today().isoformat()}", "",
-             f"`python benchmarks/decoding.py --episodes {args.episodes} --eval_episodes {args.eval_episodes}` "
+             f"`python benchmarks/decoding.py --episodes {args.episodes} --eval_episodes {args.eval_episodes}"
+             + (f" --decodings '{args.decodings}'" if args.decodings != Args.decodings else "") + "` "
              f"on {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
              f"{time.perf_counter() - t0:.0f} s wall. {steps} slow steps ({args.episodes} episodes per skill); "
              f"base val. accuracy {base['val_accuracy']:.2f}, expert "

@@ -138,3 +138,24 @@ def test_do_on_a_useless_cell_is_masked_but_never_on_the_skills_own_target(tmp_p
 
 def _next(memory) -> None:
     memory.step += 1
+
+
+def test_an_action_already_taken_from_a_state_in_this_segment_is_not_taken_again(tmp_path):
+    """A back-and-forth cycle: back in a state it has acted from, the policy takes another action
+    (the world unchanged, the same one would lead round the same cycle); an item gained clears it."""
+    env = make_env("crafter")
+    fast = _biased_fast_path(tmp_path, env, "move_left")
+    obs, _ = env.reset(seed=0)
+    memory = WorldMemory(env.cell_names, env.walkable)
+    memory.observe(obs, None)
+    fast.memory = memory
+    skill = env.catalog["collect_wood"]
+    start = memory.pos
+    assert fast.act(obs, skill) == "move_left"
+    memory.step, memory.pos = memory.step + 1, (start[0] - 1, start[1])  # moved
+    assert fast.act(obs, skill) == "move_left"
+    memory.step, memory.pos = memory.step + 1, start  # back where it was: a cycle
+    assert fast.act(obs, skill) == "noop"
+    memory.step += 1
+    richer = type(obs)(**{**obs.__dict__, "inventory": {**obs.inventory, "wood": obs.inventory.get("wood", 0) + 1}})
+    assert fast.act(richer, skill) == "move_left"  # an item gained: the world moved on
