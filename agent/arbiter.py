@@ -10,7 +10,11 @@ can do it). Danger (a hostile creature close by, or health low) belongs to the s
 reflexes and shelters; a fast segment hands over the moment it arises.
 
 The fast path's step budget comes from the skill's own slow-path statistics; a progress monitor
-hands over early when nothing on screen or in the inventory has changed for a while. A failure
+hands over early when nothing on screen or in the inventory has changed for a while. A fast path
+that succeeds but costs too many steps loses the subgoal too: once a few live attempts show
+that a subgoal costs it (its own steps, plus the slow path's correction when it fails) more
+than `max_cost` times what the slow path takes, the slow path keeps that skill. In Crafter
+every step spent brings hunger, thirst and night closer. A failure
 is corrected by the slow path from that very state, and the pair is recorded (DESIGN.md, "The
 data's way through it" §2).
 """
@@ -26,6 +30,8 @@ from envs.catalog import Skill
 
 ADEQUATE = 0.5  # held-out success above which the fast path is worth trying first
 STALL_STEPS = 8  # steps with no change on screen or in the inventory: the policy is stuck
+MAX_COST = 2.0  # a subgoal's live fast-path cost in steps, in multiples of the slow path's mean
+COST_TRIES = 3  # live attempts before the cost is weighed
 
 
 @dataclass
@@ -38,7 +44,10 @@ class Arbiter:
     # A fast attempt's steps, in multiples of the skill's mean slow steps (+ 20). A failed attempt
     # costs the agent those steps: on 40 open-ended games 3.0 scored 40.6%, 1.5 49.3%, 1.0 48.1%.
     budget_factor: float = 1.5
-    live: dict[str, list[int]] = field(default_factory=dict)  # skill -> [successes, attempts] live
+    # The most a subgoal may cost the fast path, in multiples of the slow path's mean steps
+    # (None: cost is not weighed).
+    max_cost: float | None = MAX_COST
+    live: dict[str, list[int]] = field(default_factory=dict)  # skill -> [successes, attempts, steps] live
     _live_version: object = None
 
     def path_for(self, skill: Skill, danger: bool = False) -> str:
@@ -46,7 +55,7 @@ class Arbiter:
             return "slow"
         if isinstance(self.force_fast, frozenset):
             return "fast" if skill.name in self.force_fast else "slow"
-        if self.force_fast or self.trust(skill) >= ADEQUATE:
+        if self.force_fast or (self.trust(skill) >= ADEQUATE and self.affordable(skill)):
             return "fast"
         return "slow"
 
@@ -56,17 +65,29 @@ class Arbiter:
         self._sync()
         rate = self.fast.confidence(skill)
         prior = self.fast.evidence(skill) if hasattr(self.fast, "evidence") else 1
-        wins, tries = self.live.get(skill.name, (0, 0))
+        wins, tries = self.live.get(skill.name, (0, 0, 0))[:2]
         return (rate * prior + wins) / (prior + tries) if prior + tries else 0.0
 
-    def record(self, skill: Skill, outcome: str) -> None:
-        """A fast attempt's outcome; "interrupted" (danger, a survival need) is no verdict."""
+    def affordable(self, skill: Skill) -> bool:
+        """Whether a subgoal, as the fast path has done it live, costs at most `max_cost` times
+        the slow path's mean steps: the attempt's own steps, plus the slow path's when it fails
+        and the slow path corrects. True until COST_TRIES attempts say otherwise."""
+        self._sync()
+        mean = self.slow_mean_steps.get(skill.name)
+        wins, tries, steps = self.live.get(skill.name, (0, 0, 0))
+        if self.max_cost is None or not mean or tries < COST_TRIES:
+            return True
+        return steps / tries + (1 - wins / tries) * mean <= self.max_cost * mean
+
+    def record(self, skill: Skill, outcome: str, steps: int = 0) -> None:
+        """A fast attempt's outcome and steps; "interrupted" (danger, a survival need) is no verdict."""
         if outcome == "interrupted":
             return
         self._sync()
-        tally = self.live.setdefault(skill.name, [0, 0])
+        tally = self.live.setdefault(skill.name, [0, 0, 0])
         tally[0] += outcome == "success"
         tally[1] += 1
+        tally[2] += steps
 
     def _sync(self) -> None:
         """A newly loaded fast path (other experts) starts with a clean live record."""

@@ -123,9 +123,10 @@ class Runner:
                 plan = Plan([_idle_subgoal(self.catalog, state)])
             skill = self.catalog[plan.subgoals[0].skill]
             path = self.arbiter.path_for(skill, danger=self._danger(state))
+            before = state.steps
             outcome, seg_id = self._attempt(task, skill, state, plan_calls, path, episode_id)
             if path == "fast":
-                self.arbiter.record(skill, outcome)
+                self.arbiter.record(skill, outcome, state.steps - before)
             if path == "fast" and outcome in ("failure", "timeout") and not state.over:
                 # The slow path corrects from this very state: a failure–correction pair.
                 state.corrections += 1

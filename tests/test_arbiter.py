@@ -2,7 +2,7 @@
 measurement with what the fast path does live; danger keeps the fast path out; a skill the
 gate never measured stays slow. Unit tests on the rule, and the real game through the runner."""
 
-from agent.arbiter import ADEQUATE, Arbiter
+from agent.arbiter import ADEQUATE, COST_TRIES, Arbiter
 from agent.fast_path import FastPolicy
 from agent.runner import Runner
 from envs import make_env
@@ -154,3 +154,21 @@ def test_a_fast_attempt_gets_budget_factor_times_the_mean_slow_steps():
     arbiter.budget_factor = 3.0
     assert arbiter.fast_budget(WOOD, slow_budget=100) == 100  # never more than the slow path's
     assert arbiter.fast_budget(CATALOG["place_table"], slow_budget=600) == 100  # no statistics yet
+
+
+def test_a_fast_path_that_succeeds_at_too_high_a_cost_loses_the_subgoal():
+    """collect_wood takes the slow path 6 steps: a fast path that always succeeds but in 20
+    steps costs 3.3× that, over the limit of 2×, once COST_TRIES attempts have shown it."""
+    arbiter = Arbiter(Stubborn(evidence=4), slow_mean_steps={"collect_wood": 6.0})
+    for _ in range(COST_TRIES - 1):
+        arbiter.record(WOOD, "success", 20)
+        assert arbiter.path_for(WOOD) == "fast"  # too few attempts to judge the cost
+    arbiter.record(WOOD, "success", 20)
+    assert arbiter.trust(WOOD) == 1.0 and not arbiter.affordable(WOOD) and arbiter.path_for(WOOD) == "slow"
+    cheap = Arbiter(Stubborn(evidence=4), slow_mean_steps={"collect_wood": 6.0})
+    for steps, outcome in ((8, "success"), (10, "success"), (14, "failure")):  # 10.7 + 1/3 × 6 = 12.7 > 12
+        cheap.record(WOOD, outcome, steps)
+    assert cheap.path_for(WOOD) == "slow"
+    cheap.record(WOOD, "success", 4)  # 9 + 1/4 × 6 = 10.5 ≤ 12
+    assert cheap.path_for(WOOD) == "fast"
+    assert Arbiter(Stubborn(), {"collect_wood": 6.0}, max_cost=None).affordable(WOOD)  # not weighed
