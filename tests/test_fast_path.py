@@ -56,13 +56,19 @@ def _biased_fast_path(tmp_path, env, favourite: str, sample: bool = False, unsti
     return FastPolicy(tmp_path, [], sample=sample, unstick=unstick)
 
 
-def test_a_move_that_changed_nothing_is_not_tried_again_from_the_same_place(tmp_path):
+def _at_start(tmp_path, favourite: str, unstick: bool = True):
+    """The real game at seed 0, and a biased fast path reading the agent's own map of it."""
     env = make_env("crafter")
-    fast = _biased_fast_path(tmp_path, env, "move_left")
+    fast = _biased_fast_path(tmp_path, env, favourite, unstick=unstick)
     obs, _ = env.reset(seed=0)
     memory = WorldMemory(env.cell_names, env.walkable)
     memory.observe(obs, None)
     fast.memory = memory
+    return env, fast, obs, memory
+
+
+def test_a_move_that_changed_nothing_is_not_tried_again_from_the_same_place(tmp_path):
+    env, fast, obs, memory = _at_start(tmp_path, "move_left")
     skill = env.catalog["collect_wood"]
     assert fast.act(obs, skill) == "move_left"
     memory.step += 1  # the move left nothing changed: same cell, same facing
@@ -77,14 +83,9 @@ def test_a_move_that_changed_nothing_is_not_tried_again_from_the_same_place(tmp_
 
 
 def test_the_mask_is_off_when_asked_and_cleared_by_a_new_episode(tmp_path):
-    env = make_env("crafter")
-    obs, _ = env.reset(seed=0)
-    skill = env.catalog["collect_wood"]
     for unstick, second in ((False, "move_left"), (True, "noop")):
-        fast = _biased_fast_path(tmp_path, env, "move_left", unstick=unstick)
-        memory = WorldMemory(env.cell_names, env.walkable)
-        memory.observe(obs, None)
-        fast.memory = memory
+        env, fast, obs, memory = _at_start(tmp_path, "move_left", unstick=unstick)
+        skill = env.catalog["collect_wood"]
         assert fast.act(obs, skill) == "move_left"
         memory.step += 1
         assert fast.act(obs, skill) == second
@@ -96,12 +97,7 @@ def test_the_mask_is_off_when_asked_and_cleared_by_a_new_episode(tmp_path):
 def test_the_mask_frees_a_policy_stuck_against_a_wall_in_the_game(tmp_path):
     """In the real game: a policy that only wants to walk left reaches something it cannot
     enter, and then does something else instead of pushing into it for ever."""
-    env = make_env("crafter")
-    fast = _biased_fast_path(tmp_path, env, "move_left")
-    obs, _ = env.reset(seed=0)
-    memory = WorldMemory(env.cell_names, env.walkable)
-    memory.observe(obs, None)
-    fast.memory = memory
+    env, fast, obs, memory = _at_start(tmp_path, "move_left")
     skill = env.catalog["collect_wood"]
     actions = []
     for _ in range(80):
@@ -118,14 +114,9 @@ def test_the_mask_frees_a_policy_stuck_against_a_wall_in_the_game(tmp_path):
 def test_do_on_a_useless_cell_is_masked_but_never_on_the_skills_own_target(tmp_path):
     """Facing grass: "do" there changes nothing for collect_wood, and is masked after one
     try; for collect_sapling grass is the target (a sapling one time in ten): never masked."""
-    env = make_env("crafter")
-    fast = _biased_fast_path(tmp_path, env, "do")
-    obs, _ = env.reset(seed=0)
+    env, fast, obs, memory = _at_start(tmp_path, "do")
     cx, cy = obs.center
     assert env.cell_names[obs.local_view[cx + obs.facing[0], cy + obs.facing[1]]] == "grass"
-    memory = WorldMemory(env.cell_names, env.walkable)
-    memory.observe(obs, None)
-    fast.memory = memory
     wood, sapling = env.catalog["collect_wood"], env.catalog["collect_sapling"]
     assert [fast.act(obs, wood), _next(memory) or fast.act(obs, wood)] == ["do", "noop"]
     fast.reset(0)
@@ -143,12 +134,7 @@ def _next(memory) -> None:
 def test_an_action_already_taken_from_a_state_in_this_segment_is_not_taken_again(tmp_path):
     """A back-and-forth cycle: back in a state it has acted from, the policy takes another action
     (the world unchanged, the same one would lead round the same cycle); an item gained clears it."""
-    env = make_env("crafter")
-    fast = _biased_fast_path(tmp_path, env, "move_left")
-    obs, _ = env.reset(seed=0)
-    memory = WorldMemory(env.cell_names, env.walkable)
-    memory.observe(obs, None)
-    fast.memory = memory
+    env, fast, obs, memory = _at_start(tmp_path, "move_left")
     skill = env.catalog["collect_wood"]
     start = memory.pos
     assert fast.act(obs, skill) == "move_left"
