@@ -3,7 +3,7 @@
 One forward pass answers a decision. The category routing of PEAM picks the expert: a skill's
 category indexes the expert that was trained on it, and a category without an expert is not
 covered (the arbiter keeps the slow path for it). The action is the argmax of the policy's
-scores, with the actions already seen to change nothing from the current state masked out.
+scores, with the actions already taken from the current state in this segment masked out.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class FastPolicy:
         if experts and "peam" not in cfg:
             self.merged = {name: merged_copy(self.policy, name).eval() for name in self.index}
         self._subgoals: dict[str, torch.Tensor] = {}
-        # The argmax by default: with the mask below it succeeded on 81% of held-out gather
+        # The argmax by default: with the mask below it succeeded on 91% of held-out gather
         # attempts against 52% for sampling from the softmax, 34% for the argmax alone
         # (benchmarks/decoding.py). Sampling stays an option (DAgger-style exploration).
         self.sample = sample
