@@ -11,12 +11,12 @@ reflexes and shelters; a fast segment hands over the moment it arises.
 
 The fast path's step budget comes from the skill's own slow-path statistics; a progress monitor
 hands over early when nothing on screen or in the inventory has changed for a while. A fast path
-that succeeds but costs too many steps loses the subgoal too: once a few live attempts show
-that a subgoal costs it (its own steps, plus the slow path's correction when it fails) more
-than `max_cost` times what the slow path takes, the slow path keeps that skill. In Crafter
-every step spent brings hunger, thirst and night closer. A failure
-is corrected by the slow path from that very state, and the pair is recorded (DESIGN.md, "The
-data's way through it" §2).
+that succeeds but costs too many steps loses the subgoal too: once a few attempts (the gate's
+held-out ones and the live ones, pooled) show that a subgoal costs it (its own steps, plus the
+slow path's correction when it fails) more than `max_cost` times what the slow path takes, the
+slow path keeps that skill. In Crafter every step spent brings hunger, thirst and night
+closer. A failure is corrected by the slow path from that very state, and the pair is recorded
+(DESIGN.md, "The data's way through it" §2).
 """
 
 from __future__ import annotations
@@ -69,12 +69,17 @@ class Arbiter:
         return (rate * prior + wins) / (prior + tries) if prior + tries else 0.0
 
     def affordable(self, skill: Skill) -> bool:
-        """Whether a subgoal, as the fast path has done it live, costs at most `max_cost` times
-        the slow path's mean steps: the attempt's own steps, plus the slow path's when it fails
-        and the slow path corrects. True until COST_TRIES attempts say otherwise."""
+        """Whether a subgoal, as the fast path has done it at the gate and live, costs at most
+        `max_cost` times the slow path's mean steps: the attempt's own steps, plus the slow
+        path's when it fails and the slow path corrects. The gate's held-out attempts count as
+        attempts (a costly expert is judged before it plays), pooled with the live ones; True
+        until COST_TRIES attempts in all say otherwise."""
         self._sync()
         mean = self.slow_mean_steps.get(skill.name)
         wins, tries, steps = self.live.get(skill.name, (0, 0, 0))
+        gate = self.fast.gate_cost(skill) if hasattr(self.fast, "gate_cost") else None
+        if gate is not None:
+            wins, tries, steps = wins + gate[0], tries + gate[1], steps + gate[2]
         if self.max_cost is None or not mean or tries < COST_TRIES:
             return True
         return steps / tries + (1 - wins / tries) * mean <= self.max_cost * mean

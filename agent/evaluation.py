@@ -21,7 +21,7 @@ EVAL_STEPS = 400  # an evaluation episode's step limit: enough for the short ski
 def fast_success(store, models_dir: str | Path, game: str, refs: list[ExpertRef],
                  skills: list[str], episodes: int, device: str = "cpu",
                  max_steps: int = EVAL_STEPS) -> dict[str, dict]:
-    """{skill: {"attempts", "successes", "rate"}} for the experts `refs` over `episodes` seeds."""
+    """{skill: {"attempts", "successes", "rate", "steps"}} for the experts `refs` over `episodes` seeds."""
     return measure_fast(FastPolicy(models_dir, refs, device, seed=0), store, make_env(game),
                         skills, episodes, max_steps)
 
@@ -30,7 +30,8 @@ def measure_fast(fast, store, env, skills: list[str], episodes: int,
                  max_steps: int = EVAL_STEPS) -> dict[str, dict]:
     """Any fast path's (experts, a skill library) held-out success per skill: the fast path
     forced on the measured skill alone, the slow path doing its prerequisites and correcting;
-    a skill's rate is the share of its fast-path attempts that succeeded. Forcing the fast
+    a skill's rate is the share of its fast-path attempts that succeeded, "steps" what those
+    attempts cost in all (what the arbiter weighs against the slow path). Forcing the fast
     path on the prerequisites too made the measure of one skill hang on the others: a weak
     collect_wood expert used up the episode before collect_stone was ever attempted (1 attempt
     in 4 episodes), and another category's new expert changed an old skill's score."""
@@ -39,15 +40,16 @@ def measure_fast(fast, store, env, skills: list[str], episodes: int,
     out = {}
     for skill in skills:
         runner.arbiter.force_fast = frozenset({skill})
-        attempts = successes = 0
+        attempts = successes = steps = 0
         task = resolve_task(skill, env.catalog, max_steps)
         for i in range(episodes):
             result = runner.run_episode(task, EVAL_SEED_BASE + i)
-            for (name, outcome), path in zip(result.outcomes, result.paths):
+            for (name, outcome), path, n in zip(result.outcomes, result.paths, result.segment_steps):
                 if name == skill and path == "fast" and outcome != "interrupted":
                     attempts += 1
                     successes += outcome == "success"
-        out[skill] = {"attempts": attempts, "successes": successes,
+                    steps += n
+        out[skill] = {"attempts": attempts, "successes": successes, "steps": steps,
                       "rate": successes / attempts if attempts else 0.0}
     return out
 

@@ -132,6 +132,17 @@ class FastPolicy:
             return 0
         return max(int((ref.skill_attempts or {}).get(skill.name, 1)), 1)
 
+    def gate_cost(self, skill: Skill) -> tuple[int, int, int] | None:
+        """(successes, attempts, steps) of the gate's held-out fast attempts at this skill: what
+        a subgoal costs this expert before it has played one live. None where the gate did not
+        count steps (a store from before it did, a baseline promoted without a gate)."""
+        ref = self.experts.get(self._expert_for(skill.category) or "")
+        if ref is None or not ref.skill_steps or skill.name not in ref.skill_steps:
+            return None
+        tries = int((ref.skill_attempts or {}).get(skill.name, 0))
+        wins = round((ref.skill_success or {}).get(skill.name, 0.0) * tries)
+        return wins, tries, int(ref.skill_steps[skill.name])
+
     @torch.inference_mode()
     def act(self, obs: Observation, skill: Skill) -> str:
         from memory.inject import set_expert_indices

@@ -46,6 +46,7 @@ class EpisodeResult:
     error: str | None = None
     outcomes: list[tuple[str, str]] = field(default_factory=list)  # (skill, outcome) per segment
     paths: list[str] = field(default_factory=list)  # "slow" / "fast" per segment
+    segment_steps: list[int] = field(default_factory=list)  # steps per segment
     fast_steps: int = 0
     slow_steps: int = 0
     corrections: int = 0  # fast-path failures the slow path took over
@@ -140,7 +141,7 @@ class Runner:
             seed=seed, episode_id=episode_id, success=all(state.unlocked(g) for g in task.goals),
             steps=state.steps, reward=state.reward, unlocked=unlocked, died=state.died,
             segments=len(state.outcomes), planner_calls=calls, outcomes=state.outcomes,
-            paths=state.paths, fast_steps=state.path_steps["fast"], slow_steps=state.path_steps["slow"],
+            paths=state.paths, segment_steps=state.segment_steps, fast_steps=state.path_steps["fast"], slow_steps=state.path_steps["slow"],
             corrections=state.corrections)
 
     def _attempt(self, task, skill, state, calls, path, episode_id, corrects=None):
@@ -149,6 +150,7 @@ class Runner:
         outcome, record = self._segment(task, skill, state, calls, path)
         state.outcomes.append((skill.name, outcome))
         state.paths.append(path)
+        state.segment_steps.append(state.steps - before)
         state.path_steps[path] += state.steps - before
         seg_id = None
         if self.recorder is not None and record is not None:
@@ -253,6 +255,7 @@ class _EpisodeState:
     failures: dict[str, int] = field(default_factory=dict)
     outcomes: list[tuple[str, str]] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    segment_steps: list[int] = field(default_factory=list)
     path_steps: dict[str, int] = field(default_factory=lambda: {"slow": 0, "fast": 0})
     corrections: int = 0
 

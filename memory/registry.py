@@ -105,9 +105,10 @@ class ExpertRef:
     expert_id: int | None = None
     skill_success: dict[str, float] | None = None  # held-out fast-path success per skill
     skill_attempts: dict[str, int] | None = None  # the fast-path attempts each rate stands on
+    skill_steps: dict[str, int] | None = None  # the steps those attempts took in all
 
 
 def ref_of(row: ExpertRow) -> ExpertRef:
     metrics = row.metrics or {}
     return ExpertRef(row.category, row.path, row.id, metrics.get("skill_success"),
-                     metrics.get("skill_attempts"))
+                     metrics.get("skill_attempts"), metrics.get("skill_steps"))

@@ -142,6 +142,8 @@ def test_measure_fast_attempts_the_measured_skill_with_its_prerequisites_on_the_
     # collect_wood (gather too, covered) is the slow path's: every episode reaches collect_stone,
     # whose fast attempt fails (this fast path only waits) unless danger interrupts it.
     assert out["collect_stone"]["attempts"] >= 2 and out["collect_stone"]["successes"] == 0
+    # Each attempt waits until the monitor hands over or the budget (100 steps, no statistics) ends.
+    assert 8 * out["collect_stone"]["attempts"] <= out["collect_stone"]["steps"] <= 100 * out["collect_stone"]["attempts"]
     runner = Runner(env, arbiter=Arbiter(Stubborn(), force_fast=frozenset({"collect_stone"})))
     result = runner.run_episode(resolve_task("collect_stone", env.catalog, 400), seed=0)
     fast = [name for (name, _), path in zip(result.outcomes, result.paths) if path == "fast"]
@@ -172,3 +174,25 @@ def test_a_fast_path_that_succeeds_at_too_high_a_cost_loses_the_subgoal():
     cheap.record(WOOD, "success", 4)  # 9 + 1/4 × 6 = 10.5 ≤ 12
     assert cheap.path_for(WOOD) == "fast"
     assert Arbiter(Stubborn(), {"collect_wood": 6.0}, max_cost=None).affordable(WOOD)  # not weighed
+
+
+def test_the_gates_measured_cost_counts_before_any_live_attempt():
+    """An expert whose held-out attempts at the gate cost 3.3× the slow path's steps starts on
+    the slow path; one whose gate attempts were cheap starts fast, until live attempts say
+    otherwise (the two are pooled)."""
+    fast = FastPolicy.__new__(FastPolicy)  # the cost rules only: no base to load
+    fast.index = {"gather": 0}
+    fast.experts = {"gather": ExpertRef("gather", "x", 1, {"collect_wood": 1.0}, {"collect_wood": 4},
+                                        {"collect_wood": 80})}
+    assert fast.gate_cost(WOOD) == (4, 4, 80)
+    assert Arbiter(fast, {"collect_wood": 6.0}).path_for(WOOD) == "slow"  # 20 steps a subgoal > 2 × 6
+    fast.experts["gather"] = ExpertRef("gather", "x", 1, {"collect_wood": 0.75}, {"collect_wood": 4},
+                                       {"collect_wood": 30})
+    arbiter = Arbiter(fast, {"collect_wood": 6.0})
+    assert arbiter.path_for(WOOD) == "fast"  # 7.5 + 1/4 × 6 = 9 ≤ 12
+    for _ in range(4):
+        arbiter.record(WOOD, "success", 30)
+    assert arbiter.path_for(WOOD) == "slow"  # (30 + 120) / 8 + 1/8 × 6 = 19.5 > 12
+    fast.experts["gather"] = ExpertRef("gather", "x", 1, {"collect_wood": 1.0}, {"collect_wood": 4})
+    assert fast.gate_cost(WOOD) is None  # a store whose gate did not count steps: live alone
+    assert Arbiter(fast, {"collect_wood": 6.0}).path_for(WOOD) == "fast"

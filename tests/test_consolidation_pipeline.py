@@ -28,6 +28,10 @@ from memory.store import Store
 from memory.tables import Evaluation
 
 
+def env_catalog():
+    return make_env("crafter").catalog
+
+
 def files_digest(models: Path) -> dict[str, str]:
     return {str(p.relative_to(models)): sha256_of(p) if p.name.endswith("safetensors") else p.read_text()
             for p in sorted(models.rglob("*")) if p.is_file()}
@@ -67,6 +71,11 @@ def test_a_job_trains_gates_in_the_game_and_promotes(world):
     assert sha256_of(row.path) == row.sha256
     fast = expert_fast_path("peam", store, "crafter", models)
     assert fast.covers("build") and not fast.covers("craft")
+    ref = fast.experts["build"]  # what the gate measured travels with the expert to the arbiter
+    for skill, rate in ref.skill_success.items():
+        assert ref.skill_steps[skill] >= ref.skill_attempts[skill] >= 1
+        assert fast.gate_cost(env_catalog()[skill]) == (round(rate * ref.skill_attempts[skill]),
+                                                        ref.skill_attempts[skill], ref.skill_steps[skill])
     with store.session() as s:  # forgetting is measured after every promotion
         assert s.query(Evaluation).filter_by(registry_version=row.id).count() >= 1
 
