@@ -86,19 +86,20 @@ class FastPolicy:
         self.generator.manual_seed(seed)
         self._last, self._tried = None, {}
 
-    def _masked(self, obs: Observation, skill: Skill) -> set[int]:
-        """The actions already taken from the state the agent is in now, in this segment."""
+    def _masked(self, obs: Observation, skill: Skill) -> tuple[tuple, set[int]]:
+        """The state the agent is in now (its cell, facing, the cell it faces) and the actions
+        already taken from it in this segment."""
         cx, cy = obs.center
         faced = int(obs.local_view[cx + obs.facing[0], cy + obs.facing[1]])
-        self._state, self._inventory = (self.memory.pos, tuple(obs.facing), faced), dict(obs.inventory)
+        state = (self.memory.pos, tuple(obs.facing), faced)
         last = self._last
         if (last is None or last[0] + 1 != self.memory.step  # a new segment
                 or any(n > last[1].get(k, 0) for k, n in obs.inventory.items())):  # an item gained
             self._tried = {}
-        masked = self._tried.get(self._state, set())
+        masked = self._tried.get(state, set())
         if self._do in masked and self._may_need_hits(faced, skill):
             masked = masked - {self._do}
-        return masked
+        return state, masked
 
     def _may_need_hits(self, cell: int, skill: Skill) -> bool:
         """Whether "do" on this cell can work without changing anything visible at once."""
@@ -167,7 +168,7 @@ class FastPolicy:
         logits, _done = model(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
         unstick = self.unstick and self.memory is not None
         if unstick:
-            masked = self._masked(obs, skill)
+            state, masked = self._masked(obs, skill)
             if masked:
                 logits = logits.clone()
                 logits[0, sorted(masked)] = float("-inf")
@@ -178,6 +179,6 @@ class FastPolicy:
             action = int(logits[0].argmax())
         if unstick:
             if action in self._maskable:
-                self._tried.setdefault(self._state, set()).add(action)
-            self._last = (self.memory.step, self._inventory)
+                self._tried.setdefault(state, set()).add(action)
+            self._last = (self.memory.step, dict(obs.inventory))
         return self.action_names[action]
