@@ -3,7 +3,8 @@
 One forward pass answers a decision. The category routing of PEAM picks the expert: a skill's
 category indexes the expert that was trained on it, and a category without an expert is not
 covered (the arbiter keeps the slow path for it). The action is the argmax of the policy's
-scores, with the actions already taken from the current state in this segment masked out.
+scores, with the actions already taken from the current state in this segment masked out, and
+the actions that cannot serve the skill.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from envs.catalog import Skill
 from memory.registry import ExpertRef
 
 SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
-UNMASKED = ("noop", "sleep")  # the fast path's action mask never removes these
+UNMASKED = ("noop", "sleep")  # repeated freely by a skill that sleeps (all skills where the game does not say)
 CREATURES = ("cow", "zombie", "skeleton", "plant")  # "do" hurts them: hidden health, several hits
 
 
@@ -66,11 +67,16 @@ class FastPolicy:
         # or "make" where they do nothing, and back-and-forth cycles, each of which an argmax
         # policy would repeat until the progress monitor or the budget handed over
         # (benchmarks/decoding.py). An item gained clears the record (the world moved on);
-        # "noop" and "sleep" are never masked, nor "do" facing the skill's own target or a
-        # creature (a cow takes several hits, grass gives a sapling one time in ten).
+        # "do" facing the skill's own target or a creature is never masked (a cow takes several
+        # hits, grass gives a sapling one time in ten), nor noop and sleep for the skill that
+        # sleeps. Elsewhere a noop is an action like any other, taken once from a state (5–10
+        # noops in a row before the progress monitor handed over, in traces of failed attempts).
+        # And an action that cannot serve the skill at all (envs: `Skill.actions`) is never
+        # taken: sleep in the open while collecting stone, a table that eats the wood just
+        # collected.
         self.unstick = unstick
         self.cell_names = list(doc.get("cell_names", ()))
-        self._maskable = {i for i, n in enumerate(self.action_names) if n not in UNMASKED}
+        self._banned: dict[str, set[int]] = {}  # skill -> actions that cannot serve it
         self._do = self.action_names.index("do") if "do" in self.action_names else None
         self._tried: dict[tuple, set[int]] = {}  # state -> actions taken from it in this segment
         self._last: tuple | None = None  # (map step, inventory) at the last decision
@@ -99,7 +105,21 @@ class FastPolicy:
         masked = self._tried.get(state, set())
         if self._do in masked and self._may_need_hits(faced, skill):
             masked = masked - {self._do}
-        return state, masked
+        return state, masked | self._banned_for(skill)
+
+    def _banned_for(self, skill: Skill) -> set[int]:
+        """The actions that cannot serve the skill (envs: `Skill.actions`; none where the game
+        does not say)."""
+        banned = self._banned.get(skill.name)
+        if banned is None:
+            banned = self._banned[skill.name] = (
+                {i for i, n in enumerate(self.action_names) if n not in skill.actions} if skill.actions else set())
+        return banned
+
+    def _maskable(self, action: int, skill: Skill) -> bool:
+        """Whether taking `action` is recorded against the state (noop and sleep repeat freely
+        for a skill that sleeps, and where the game does not say which actions serve a skill)."""
+        return not (self.action_names[action] in UNMASKED and (not skill.actions or "sleep" in skill.actions))
 
     def _may_need_hits(self, cell: int, skill: Skill) -> bool:
         """Whether "do" on this cell can work without changing anything visible at once."""
@@ -178,7 +198,7 @@ class FastPolicy:
         else:
             action = int(logits[0].argmax())
         if unstick:
-            if action in self._maskable:
+            if self._maskable(action, skill):
                 self._tried.setdefault(state, set()).add(action)
             self._last = (self.memory.step, dict(obs.inventory))
         return self.action_names[action]

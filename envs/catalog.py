@@ -30,6 +30,9 @@ class Skill:
     after: tuple[str, ...] = ()  # skills whose effect in the world it needs first
     achievement: str = ""
     budget: int | None = None  # steps one attempt may take; None: the runner's default for its kind
+    # The game's actions that can serve the skill (empty: the game does not say, any may). The
+    # fast path never takes another: it only spends a step, or worse (agent/fast_path.py).
+    actions: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if self.category not in CATEGORIES:

@@ -64,13 +64,30 @@ def crafter_catalog() -> SkillCatalog:
             f"make_{name}", "craft", requires=dict(rule["uses"]), consumes=dict(rule["uses"]),
             gives={name: rule["gives"]}, nearby=tuple(rule["nearby"])))
     skills += _ENGINE_SKILLS
-    skills = [dataclasses.replace(s, budget=_LONG_ATTEMPTS[s.name]) if s.name in _LONG_ATTEMPTS else s
+    skills = [dataclasses.replace(s, budget=_LONG_ATTEMPTS.get(s.name), actions=_skill_actions(s, data["actions"]))
               for s in skills]
     order = {name: i for i, name in enumerate(data["achievements"])}
     missing = set(order) - {s.name for s in skills}
     assert not missing, f"achievements without a skill: {missing}"  # a new Crafter release
     skills = [s for s in skills if s.name in order]
     return SkillCatalog(skills, dict(data["items"]), game="crafter")
+
+
+def _skill_actions(skill: Skill, game_actions: list[str]) -> frozenset[str]:
+    """The actions that can serve `skill` in Crafter: walking (and waiting), "do" on what it
+    acts on, its own place or make action, and sleep for the skill that restores energy. Any
+    other action only spends a step, or worse: a table placed while collecting wood eats the
+    wood, sleeping in the open invites a zombie's 7-point hit."""
+    actions = {a for a in game_actions if a.startswith("move_")} | {"noop"}
+    if skill.target:
+        actions.add("do")
+    if skill.places:
+        actions.add(f"place_{skill.places}")
+    if skill.name in game_actions:  # make_*
+        actions.add(skill.name)
+    if "energy" in skill.gives:
+        actions.add("sleep")
+    return frozenset(actions)
 
 
 def crafter_score(rates_percent: list[float]) -> float:

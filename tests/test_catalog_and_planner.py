@@ -46,6 +46,15 @@ def test_attempt_budgets_come_from_the_game_catalog(catalog):
     assert segment_budget(catalog["collect_iron"]) == 1_200  # a mountain resource, by kind
 
 
+def test_each_skill_names_the_actions_that_can_serve_it(catalog):
+    moves = {a for a in game_data()["actions"] if a.startswith("move_")}
+    assert catalog["collect_wood"].actions == moves | {"noop", "do"}  # no table to eat the wood, no sleep
+    assert catalog["place_table"].actions == moves | {"noop", "place_table"}
+    assert catalog["make_wood_pickaxe"].actions == moves | {"noop", "make_wood_pickaxe"}
+    assert catalog["wake_up"].actions == moves | {"noop", "sleep"}
+    assert all(s.actions <= set(game_data()["actions"]) for s in catalog)
+
+
 def test_suites_split_single_and_long_horizon(catalog):
     s = suites(catalog)
     assert "make_iron_pickaxe" in s["long_horizon"] and "collect_diamond" in s["long_horizon"]

@@ -73,8 +73,8 @@ def test_a_move_that_changed_nothing_is_not_tried_again_from_the_same_place(tmp_
     assert fast.act(obs, skill) == "move_left"
     memory.step += 1  # the move left nothing changed: same cell, same facing
     assert fast.act(obs, skill) == "noop"
-    memory.step += 1  # still there: the move stays masked
-    assert fast.act(obs, skill) == "noop"
+    memory.step += 1  # still there: the move stays masked, and so does the noop (taken once)
+    assert fast.act(obs, skill) == "move_right"  # the next best, all scores equal: the first in order
     memory.step += 1
     memory.pos = (memory.pos[0], memory.pos[1] + 1)  # moved (something else acted): unmasked
     assert fast.act(obs, skill) == "move_left"
@@ -96,19 +96,21 @@ def test_the_mask_is_off_when_asked_and_cleared_by_a_new_episode(tmp_path):
 
 def test_the_mask_frees_a_policy_stuck_against_a_wall_in_the_game(tmp_path):
     """In the real game: a policy that only wants to walk left reaches something it cannot
-    enter, and then does something else instead of pushing into it for ever."""
+    enter, and then does something else instead of pushing into it (or waiting) for ever."""
     env, fast, obs, memory = _at_start(tmp_path, "move_left")
     skill = env.catalog["collect_wood"]
-    actions = []
+    actions, cells = [], []
     for _ in range(80):
         name = fast.act(obs, skill)
         actions.append(name)
         obs = env.step(env.action_names.index(name)).observation
         memory.observe(obs, name)
+        cells.append(memory.pos)
     assert "noop" in actions, "never blocked in 80 steps left: pick another seed"
     first = actions.index("noop")
-    assert actions[first - 1] == "move_left"
-    assert set(actions[first:]) == {"noop"}  # blocked: the noop leaves it in place, still blocked
+    assert actions[first - 1] == "move_left" and cells[first - 1] == cells[first - 2]  # blocked
+    assert actions[first + 1] != "noop"  # one noop from a state, then something else
+    assert len(set(cells[first:])) > 2  # it walks on, round what blocked it
 
 
 def test_do_on_a_useless_cell_is_masked_but_never_on_the_skills_own_target(tmp_path):
@@ -145,3 +147,20 @@ def test_an_action_already_taken_from_a_state_in_this_segment_is_not_taken_again
     memory.step += 1
     richer = type(obs)(**{**obs.__dict__, "inventory": {**obs.inventory, "wood": obs.inventory.get("wood", 0) + 1}})
     assert fast.act(richer, skill) == "move_left"  # an item gained: the world moved on
+
+
+def test_an_action_that_cannot_serve_the_skill_is_never_taken(tmp_path):
+    """A policy that would rather place a table while collecting wood (the table eats the wood)
+    or sleep in the open while collecting stone takes what the skill can use instead; the skill
+    that sleeps may sleep, and wait, as long as it likes."""
+    env, fast, obs, memory = _at_start(tmp_path, "place_table")
+    assert fast.act(obs, env.catalog["collect_wood"]) == "noop"
+    assert fast.act(obs, env.catalog["place_table"]) == "place_table"
+    env, fast, obs, memory = _at_start(tmp_path, "sleep")
+    assert fast.act(obs, env.catalog["collect_stone"]) == "noop"
+    wake = env.catalog["wake_up"]
+    actions = []
+    for _ in range(3):
+        actions.append(fast.act(obs, wake))
+        memory.step += 1  # nothing changed: sleep is not masked for the skill that sleeps
+    assert actions == ["sleep"] * 3
