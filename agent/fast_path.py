@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from agent.world_memory import DIRS
 from envs.base import Observation
 from envs.catalog import Skill
 from memory.registry import ExpertRef
@@ -20,6 +21,10 @@ from memory.registry import ExpertRef
 SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
 UNMASKED = ("noop", "sleep")  # repeated freely by a skill that sleeps (all skills where the game does not say)
 CREATURES = ("cow", "zombie", "skeleton", "plant")  # "do" hurts them: hidden health, several hits
+# Cells that kill whoever steps on them (Crafter: objects.py, Player.update); the slow path's
+# walkable cells leave them out. A move into one is never taken: 3 of 40 open-ended games
+# ended with the fast path walking into lava.
+DEADLY = ("lava",)
 
 
 class FastPolicy:
@@ -73,11 +78,12 @@ class FastPolicy:
         # noops in a row before the progress monitor handed over, in traces of failed attempts).
         # And an action that cannot serve the skill at all (envs: `Skill.actions`) is never
         # taken: sleep in the open while collecting stone, a table that eats the wood just
-        # collected.
+        # collected; nor a move onto a cell that kills (DEADLY).
         self.unstick = unstick
         self.cell_names = list(doc.get("cell_names", ()))
         self._banned: dict[str, set[int]] = {}  # skill -> actions that cannot serve it
         self._do = self.action_names.index("do") if "do" in self.action_names else None
+        self._moves = {n: i for i, n in enumerate(self.action_names) if n in DIRS}
         self._tried: dict[tuple, set[int]] = {}  # state -> actions taken from it in this segment
         self._last: tuple | None = None  # (map step, inventory) at the last decision
 
@@ -105,7 +111,16 @@ class FastPolicy:
         masked = self._tried.get(state, set())
         if self._do in masked and self._may_need_hits(faced, skill):
             masked = masked - {self._do}
-        return state, masked | self._banned_for(skill)
+        return state, masked | self._banned_for(skill) | self._deadly_moves(obs)
+
+    def _deadly_moves(self, obs: Observation) -> set[int]:
+        """The moves onto a cell that kills, as the agent sees its neighbours now."""
+        cx, cy = obs.center
+        return {self._moves[name] for name, (dx, dy) in DIRS.items() if name in self._moves
+                and self._cell_name(int(obs.local_view[cx + dx, cy + dy])) in DEADLY}
+
+    def _cell_name(self, cell: int) -> str:
+        return self.cell_names[cell] if cell < len(self.cell_names) else ""
 
     def _banned_for(self, skill: Skill) -> set[int]:
         """The actions that cannot serve the skill (envs: `Skill.actions`; none where the game
@@ -123,7 +138,7 @@ class FastPolicy:
 
     def _may_need_hits(self, cell: int, skill: Skill) -> bool:
         """Whether "do" on this cell can work without changing anything visible at once."""
-        name = self.cell_names[cell] if cell < len(self.cell_names) else ""
+        name = self._cell_name(cell)
         return name in skill.target or name in CREATURES
 
     def covers(self, category: str) -> bool:

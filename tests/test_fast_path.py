@@ -164,3 +164,17 @@ def test_an_action_that_cannot_serve_the_skill_is_never_taken(tmp_path):
         actions.append(fast.act(obs, wake))
         memory.step += 1  # nothing changed: sleep is not masked for the skill that sleeps
     assert actions == ["sleep"] * 3
+
+
+def test_a_move_onto_lava_is_never_taken(tmp_path):
+    """Lava kills whoever steps on it: a policy that wants to walk left with lava there goes
+    elsewhere, and walks left again once the cell is safe."""
+    env, fast, obs, memory = _at_start(tmp_path, "move_left")
+    cx, cy = obs.center
+    view = obs.local_view.copy()
+    view[cx - 1, cy] = env.cell_names.index("lava")
+    lava = type(obs)(**{**obs.__dict__, "local_view": view})
+    skill = env.catalog["collect_stone"]
+    assert fast.act(lava, skill) == "noop"
+    fast.reset(0)
+    assert fast.act(obs, skill) == "move_left"
