@@ -258,8 +258,8 @@ app.add_typer(bench_app, name="bench")
 @bench_app.command("continual")
 def bench_continual(
     memory: str = typer.Option("peam", help="none, peam, shared-lora, retrieval or moram."),
-    episodes: int = typer.Option(16, min=1, help="Episodes per task of each stage while playing."),
-    eval_episodes: int = typer.Option(4, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
+    episodes: int = typer.Option(48, min=1, help="Episodes per task of each stage while playing."),
+    eval_episodes: int = typer.Option(12, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
     score_episodes: int = typer.Option(10, min=0, help="Open-ended episodes after the last stage, for the Crafter score (0: skip)."),
     score_steps: int = typer.Option(10_000, min=1, help="Their step limit (Crafter's own episode length: 10,000)."),
     stages: int = typer.Option(4, min=1, max=4, help="How many stages (gather, build, craft, survive) to run."),
