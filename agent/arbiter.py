@@ -1,8 +1,12 @@
 """The slow/fast arbiter: which path acts on a subgoal, how long the fast path may try, and
 when it has stopped making progress.
 
-The fast path gets a subgoal when a promoted expert covers the skill's category, the skill's
-success is more likely than not, and the agent is not in danger. The success estimate pools
+Two levels. **Which subgoal next** (`propose`): the plan-level memory answers instead of the
+slow planner where it covers the task's category, its held-out and live record on this task is
+adequate, and it is sure of the proposal; a novel task, low confidence or a failure go to the
+planner. **How to act** (`path_for`): the fast path gets a subgoal when a promoted expert covers
+the skill's category, the skill's success is more likely than not, the agent is not in danger,
+and the fast path's measured cost is no worse than the executor's. The success estimate pools
 what the gate measured on held-out episodes with what this fast path has done live since it
 was loaded: an expert the gate passed that keeps failing in play loses the subgoal after a few
 failures. A skill the gate never measured stays on the slow path (nothing proves the expert
@@ -11,12 +15,12 @@ reflexes and shelters; a fast segment hands over the moment it arises.
 
 The fast path's step budget comes from the skill's own slow-path statistics; a progress monitor
 hands over early when nothing on screen or in the inventory has changed for a while. A fast path
-that succeeds but costs too many steps loses the subgoal too: once a few attempts (the gate's
-held-out ones and the live ones, pooled) show that a subgoal costs it (its own steps, plus the
-slow path's correction when it fails) more than `max_cost` times what the slow path takes, the
-slow path keeps that skill. In Crafter every step spent brings hunger, thirst and night
-closer. A failure is corrected by the slow path from that very state, and the pair is recorded
-(DESIGN.md, "The data's way through it" §2).
+that succeeds but costs more loses the subgoal too: once a few attempts (the gate's held-out
+ones and the live ones, pooled) show that a subgoal costs it (its own steps and seconds, plus
+the slow path's correction when it fails) more than `max_cost` times what the slow path spends,
+the slow path keeps that skill. In Crafter every step spent brings hunger, thirst and night
+closer; seconds are what the agent set out to save. A failure is corrected by the slow path from
+that very state, and the pair is recorded (DESIGN.md, "The data's way through it" §2).
 """
 
 from __future__ import annotations
@@ -27,31 +31,54 @@ import numpy as np
 
 from envs.base import Observation
 from envs.catalog import Skill
+from memory.protocol import FastPath, Proposal
 
 ADEQUATE = 0.5  # held-out success above which the fast path is worth trying first
 STALL_STEPS = 8  # steps with no change on screen or in the inventory: the policy is stuck
-MAX_COST = 2.0  # a subgoal's live fast-path cost in steps, in multiples of the slow path's mean
-COST_TRIES = 3  # live attempts before the cost is weighed
+# A subgoal's fast-path cost (steps, and seconds where measured), in multiples of the slow
+# path's: 1.0, no worse than the executor (issue "Memory that saves the slow path", item 6).
+MAX_COST = 1.0
+COST_TRIES = 3  # attempts (the gate's and live ones) before the cost is weighed
+# The plan-level memory's own probability of its proposal under which the planner is asked: a
+# proposal the memory is not sure of is one the planner should make. In open-ended play a
+# choice unlike the planner's changes the whole game; at 0.5 the memory made 98% fewer calls
+# but scored 55.7% against the slow agent's 62.3% on the same 40 games, at 0.8 60.3%, at 0.95
+# 63.8% with 79% fewer calls (benchmarks/RESULTS.md, "Savings").
+PROPOSE_CONFIDENCE = 0.95
 
 
 @dataclass
 class Arbiter:
-    fast: object | None = None  # agent.fast_path.FastPolicy
-    slow_mean_steps: dict[str, float] = field(default_factory=dict)  # per skill, from the store
+    fast: FastPath | None = None
+    slow_mean_steps: dict[str, float] = field(default_factory=dict)  # per skill, the slow path's own
+    slow_mean_s: dict[str, float] = field(default_factory=dict)  # per skill, seconds per slow attempt
     # Evaluation: True, the fast path on every covered skill; a set of skill names, the fast
     # path on those alone and the slow path on every other (one skill measured in isolation).
     force_fast: bool | frozenset[str] = False
-    # A fast attempt's steps, in multiples of the skill's mean slow steps (+ 20). A failed attempt
-    # costs the agent those steps: on 40 open-ended games 3.0 scored 40.6%, 1.5 49.3%, 1.0 48.1%.
+    # Evaluation of the plan level: the memory proposes wherever it covers the task, trusted or not.
+    force_plan: bool = False
+    # A fast attempt's steps, in multiples of the skill's mean slow steps (+ 20): a failed
+    # attempt costs the agent those steps (measured in benchmarks/RESULTS.md).
     budget_factor: float = 1.5
-    # The most a subgoal may cost the fast path, in multiples of the slow path's mean steps
+    # The most a subgoal may cost the fast path, in multiples of the slow path's cost
     # (None: cost is not weighed).
     max_cost: float | None = MAX_COST
-    live: dict[str, list[int]] = field(default_factory=dict)  # skill -> [successes, attempts, steps] live
+    plan_confidence: float = PROPOSE_CONFIDENCE
+    live: dict[str, list[float]] = field(default_factory=dict)  # skill -> [successes, attempts, steps, seconds] live
+    live_plans: dict[str, list[int]] = field(default_factory=dict)  # task -> [successes, proposals] live
     _live_version: object = None
 
+    @classmethod
+    def from_store(cls, fast: FastPath | None, store, game: str, **kw) -> "Arbiter":
+        """An arbiter whose cost rule weighs the slow path as the store has measured it."""
+        costs = store.path_costs(game)
+        slow = {skill: paths["slow"] for skill, paths in costs.items() if "slow" in paths}
+        return cls(fast, {k: v[1] for k, v in slow.items()}, {k: v[2] for k, v in slow.items()}, **kw)
+
+    # -- how to act on a subgoal --------------------------------------------------------------
+
     def path_for(self, skill: Skill, danger: bool = False) -> str:
-        if self.fast is None or danger or not self.fast.covers(skill.category):
+        if self.fast is None or danger or not self.fast.covers(skill.category, "action"):
             return "slow"
         if isinstance(self.force_fast, frozenset):
             return "fast" if skill.name in self.force_fast else "slow"
@@ -63,42 +90,86 @@ class Arbiter:
         """Success of the fast path on this skill: the gate's held-out measurement (as that many
         pseudo-attempts) pooled with the live attempts since this fast path was loaded."""
         self._sync()
-        rate = self.fast.confidence(skill)
-        prior = self.fast.evidence(skill) if hasattr(self.fast, "evidence") else 1
-        wins, tries = self.live.get(skill.name, (0, 0, 0))[:2]
-        return (rate * prior + wins) / (prior + tries) if prior + tries else 0.0
+        gate = self.fast.confidence(skill.name, "action")
+        wins, tries = self.live.get(skill.name, (0, 0, 0, 0.0))[:2]
+        n = gate.attempts + tries
+        return (gate.rate * gate.attempts + wins) / n if n else 0.0
 
     def affordable(self, skill: Skill) -> bool:
         """Whether a subgoal, as the fast path has done it at the gate and live, costs at most
-        `max_cost` times the slow path's mean steps: the attempt's own steps, plus the slow
-        path's when it fails and the slow path corrects. The gate's held-out attempts count as
-        attempts (a costly expert is judged before it plays), pooled with the live ones; True
-        until COST_TRIES attempts in all say otherwise."""
+        `max_cost` times what the slow path spends on it, in steps and (where both sides were
+        timed) in seconds: the attempt's own cost, plus the slow path's when it fails and the
+        slow path corrects. True until COST_TRIES attempts in all say otherwise."""
         self._sync()
-        mean = self.slow_mean_steps.get(skill.name)
-        wins, tries, steps = self.live.get(skill.name, (0, 0, 0))
-        gate = self.fast.gate_cost(skill) if hasattr(self.fast, "gate_cost") else None
-        if gate is not None:
-            wins, tries, steps = wins + gate[0], tries + gate[1], steps + gate[2]
+        mean, mean_s = self.slow_mean_steps.get(skill.name), self.slow_mean_s.get(skill.name)
+        wins, tries, steps, seconds = self.live.get(skill.name, (0, 0, 0, 0.0))
+        gate = self.fast.confidence(skill.name, "action")
+        timed = seconds > 0 or not tries  # every live attempt so far was timed
+        if gate.steps is not None:
+            wins, tries, steps = wins + gate.rate * gate.attempts, tries + gate.attempts, steps + gate.steps
+            if gate.seconds is not None:
+                seconds += gate.seconds
+            else:
+                timed = False
         if self.max_cost is None or not mean or tries < COST_TRIES:
             return True
-        return steps / tries + (1 - wins / tries) * mean <= self.max_cost * mean
+        failed = 1 - wins / tries
+        if steps / tries + failed * mean > self.max_cost * mean:
+            return False
+        return not (timed and mean_s and seconds / tries + failed * mean_s > self.max_cost * mean_s)
 
-    def record(self, skill: Skill, outcome: str, steps: int = 0) -> None:
-        """A fast attempt's outcome and steps; "interrupted" (danger, a survival need) is no verdict."""
+    def record(self, skill: Skill, outcome: str, steps: int = 0, seconds: float = 0.0) -> None:
+        """A fast attempt's outcome, steps and seconds; "interrupted" (danger, a survival need)
+        is no verdict."""
         if outcome == "interrupted":
             return
         self._sync()
-        tally = self.live.setdefault(skill.name, [0, 0, 0])
+        tally = self.live.setdefault(skill.name, [0, 0, 0, 0.0])
         tally[0] += outcome == "success"
         tally[1] += 1
         tally[2] += steps
+        tally[3] += seconds
+
+    # -- which subgoal next -------------------------------------------------------------------
+
+    def propose(self, task: str, category: str, context: dict) -> Proposal | None:
+        """The plan-level memory's next subgoal for `task` (of plan category `category`) where
+        the arbiter trusts it: it covers the category, its held-out and live record on this task
+        is adequate (a task the gate never measured is novel: the planner's), and it is sure
+        enough of this very proposal. None sends the decision to the planner."""
+        if self.fast is None or not self.fast.covers(category, "plan"):
+            return None
+        if not self.force_plan and self.plan_trust(task) < ADEQUATE:
+            return None
+        proposal = self.fast.propose(context, category)
+        if proposal is None or not proposal.subgoals or proposal.confidence < self.plan_confidence:
+            return None
+        return proposal
+
+    def plan_trust(self, task: str) -> float:
+        """The plan-level memory's proposals on this task that led to a successful subgoal: the
+        gate's held-out share (as that many pseudo-proposals) pooled with the live ones."""
+        self._sync()
+        gate = self.fast.confidence(task, "plan")
+        wins, tries = self.live_plans.get(task, (0, 0))
+        n = gate.attempts + tries
+        return (gate.rate * gate.attempts + wins) / n if n else 0.0
+
+    def record_plan(self, task: str, outcome: str) -> None:
+        """A memory-chosen subgoal's outcome; "interrupted" is no verdict on the choice."""
+        if outcome == "interrupted":
+            return
+        self._sync()
+        tally = self.live_plans.setdefault(task, [0, 0])
+        tally[0] += outcome == "success"
+        tally[1] += 1
 
     def _sync(self) -> None:
         """A newly loaded fast path (other experts) starts with a clean live record."""
         version = getattr(self.fast, "version", None)
         if version != self._live_version:
             self.live.clear()
+            self.live_plans.clear()
             self._live_version = version
 
     def fast_budget(self, skill: Skill, slow_budget: int) -> int:

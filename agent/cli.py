@@ -41,7 +41,9 @@ def run(
     llm_max_new_tokens: int = typer.Option(128, help="LLM answer length limit."),
     llm_device: str = typer.Option("cpu", help="hf: torch device (cpu, cuda)."),
     llm_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
-    memory: str = typer.Option("peam", help="Fast path: peam (isolated experts), shared-lora, retrieval, none (slow only)."),
+    memory: str = typer.Option("peam", help="The memory: peam (isolated experts for acting and for choosing subgoals), "
+                                            "moram (rank-1 atoms), shared-lora, retrieval (Voyager-style library), "
+                                            "plan-cache (the planner's chains on an exact match), none (slow only)."),
     consolidate: str = typer.Option("auto", help="auto: the self-trigger runs consolidation jobs between episodes; off."),
     workers: int = typer.Option(0, min=0, help="Ray runner actors playing in parallel (0 = in this process)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
@@ -160,7 +162,9 @@ def train_base(
 @app.command()
 def consolidate(
     skill: Optional[str] = typer.Option(None, help="Train an expert for this skill."),
-    category: Optional[str] = typer.Option(None, help="Train an expert for this skill category."),
+    category: Optional[str] = typer.Option(None, help="Train an expert for this skill category (with --plan: this "
+                                                    "task category, or 'open' for the open-ended task)."),
+    plan: bool = typer.Option(False, "--plan", help="A plan expert: which subgoal next, instead of the planner."),
     game: str = typer.Option("crafter", help="Whose skill or category."),
     wait: bool = typer.Option(False, "--wait", help="Follow the job until it ends (needs a running `peam worker`)."),
     db: Optional[str] = typer.Option(None, help=DB_HELP),
@@ -172,7 +176,7 @@ def consolidate(
     if (skill is None) == (category is None):
         raise QueueError("name exactly one of --skill or --category")
     store = Store.open(db, create=False)
-    job_id = enqueue(store, game=game, skill=skill, category=category,
+    job_id = enqueue(store, game=game, skill=skill, category=category, kind="plan" if plan else "action",
                      reason="forced by `peam consolidate`")
     job = get_job(store, job_id)
     console = _console()
@@ -294,6 +298,47 @@ def bench_continual(
                   + f"; plots {result['plots']['success']}, {result['plots']['fast_share']}; "
                   f"appended to {results}; store and models kept in {result['work']} "
                   "(benchmarks/memory_score.py replays them)")
+
+
+@bench_app.command("savings")
+def bench_savings(
+    backends: str = typer.Option("symbolic,hf,openai", help="Planner backends, comma-separated: symbolic, hf "
+                                                          "(a random tiny local model), openai (a simulated remote LLM)."),
+    memories: str = typer.Option("none,retrieval,plan-cache,peam,moram", help="Memory modes, comma-separated."),
+    episodes: int = typer.Option(24, min=1, help="Practice episodes per craft task."),
+    eval_episodes: int = typer.Option(12, min=1, help="Unseen episodes per task and memory mode."),
+    cursorless_episodes: int = typer.Option(2, min=0, help="Episodes per task of the slow agent without its plan cursor."),
+    gate_episodes: int = typer.Option(6, min=1, help="Held-out episodes per task at the plan gate."),
+    open_practice: int = typer.Option(40, min=0, help="Open-ended practice games (0: skip open-ended Crafter)."),
+    open_games: int = typer.Option(120, min=0, help="Open-ended games per memory mode."),
+    open_llm_games: int = typer.Option(3, min=0, help="Open-ended games with the simulated LLM (none and peam)."),
+    delay: float = typer.Option(1.0, min=0.0, help="Seconds the simulated remote LLM takes per answer."),
+    device: str = typer.Option("cpu", help="cpu or cuda (plan experts' training)."),
+    out: str = typer.Option("benchmarks/savings", help="Directory for the PNGs."),
+    results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
+):
+    """Planner calls, tokens and wall time per episode, before and after consolidation, per
+    planner backend and memory mode; open-ended Crafter scores."""
+    import shlex
+
+    from agent.savings import SavingsConfig, markdown, run_savings
+
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
+    cfg = SavingsConfig(backends=split(backends), memories=split(memories), episodes=episodes,
+                        eval_episodes=eval_episodes, cursorless_episodes=cursorless_episodes,
+                        gate_episodes=gate_episodes, open_practice=open_practice, open_games=open_games,
+                        open_llm_games=open_llm_games, delay_s=delay, device=device, out=out)
+    cfg.validate()  # before anything runs
+    console = _console()
+    result = run_savings(cfg, console)
+    import os
+
+    command = "peam bench savings " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
+    with open(results, "a") as fh:
+        fh.write("\n" + text)
+    console.print(text)
+    console.print(f"appended to {results}; plots in {out}")
 
 
 def _num(x) -> str:

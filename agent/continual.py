@@ -83,52 +83,12 @@ class ContinualConfig:
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
 
 
-class _Timed:
-    """A fast path (FastPolicy or SkillLibrary) whose `act` calls are timed."""
-
-    def __init__(self, inner, sink: list[float]):
-        self.inner, self.sink = inner, sink
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def reset(self, seed: int = 0) -> None:
-        self.inner.reset(seed)
-
-    @property
-    def memory(self):
-        return getattr(self.inner, "memory", None)
-
-    @memory.setter
-    def memory(self, value) -> None:
-        """The runner hands the fast path the agent's own map: it must reach the policy."""
-        if hasattr(self.inner, "memory"):
-            self.inner.memory = value
-
-    def act(self, obs, skill):
-        t0 = time.perf_counter()
-        try:
-            return self.inner.act(obs, skill)
-        finally:
-            self.sink.append(time.perf_counter() - t0)
-
-
-def _timed_fn(fn, sink: list[float]):
-    def wrapped(*a, **kw):
-        t0 = time.perf_counter()
-        try:
-            return fn(*a, **kw)
-        finally:
-            sink.append(time.perf_counter() - t0)
-    return wrapped
-
-
 def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
                   max_steps: int | None = None) -> dict[str, dict]:
     """Any fast-path object's held-out success per skill (`agent.evaluation.measure_fast`)."""
     from agent.evaluation import EVAL_STEPS, measure_fast
 
-    return measure_fast(_Timed(fast, []), store, env, skills, episodes, max_steps or EVAL_STEPS)
+    return measure_fast(fast, store, env, skills, episodes, max_steps or EVAL_STEPS)
 
 
 @dataclass
@@ -148,7 +108,7 @@ class _Mode:
 
         if self.cfg.memory == "none":
             return None
-        if self.cfg.memory == "retrieval":
+        if self.cfg.memory in ("retrieval", "plan-cache"):
             return self.library  # rebuilt after each stage, like the experts
         return expert_fast_path(self.cfg.memory, self.store, GAME, self.models, self.cfg.device)
 
@@ -162,6 +122,12 @@ class _Mode:
             self.library = SkillLibrary.for_env(self.store, self.env)
             self.log.append(f"{stage}: library rebuilt, {self.library.version} segments, "
                             f"{self.library.size_bytes} bytes")
+            return
+        if m == "plan-cache":
+            from memory.plan_cache import PlanCache
+
+            self.library = PlanCache.from_store(self.store, GAME, self.env.catalog)
+            self.log.append(f"{stage}: plan cache rebuilt, {len(self.library)} plans")
             return
         if m == "peam":
             self._peam(stage)
@@ -251,6 +217,8 @@ class _Mode:
             return {}
         if self.cfg.memory == "retrieval":
             return {"library_bytes": self.library.size_bytes if self.library is not None else 0}
+        if self.cfg.memory == "plan-cache":
+            return {"cached_plans": len(self.library) if self.library is not None else 0}
         from memory.registry import promoted
 
         out: dict[str, int] = {}
@@ -260,18 +228,16 @@ class _Mode:
 
 
 def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow_t: list) -> dict:
+    """Play the stage's tasks; `fast_t` / `slow_t` collect seconds per decision on each path
+    (the runner times both)."""
     from agent.arbiter import Arbiter
     from agent.runner import Runner
     from envs.tasks import resolve_task
 
     store, env, cfg = mode.store, mode.env, mode.cfg
-    fast = mode.fast()
-    slow_mean = store.mean_steps(GAME)
     run_id = store.start_run(env=env.name, task=f"continual stage {stage_i}", planner="symbolic",
                              memory_mode=cfg.memory, config={"stage": stage_i})
-    arbiter = Arbiter(_Timed(fast, fast_t) if fast is not None else None, slow_mean)
-    runner = Runner(env, recorder=store, run_id=run_id, arbiter=arbiter)
-    runner.executor.act = _timed_fn(runner.executor.act, slow_t)
+    runner = Runner(env, recorder=store, run_id=run_id, arbiter=Arbiter.from_store(mode.fast(), store, GAME))
     steps = fast_steps = calls = n = wins = 0
     per_task = {}
     for j, skill in enumerate(skills):
@@ -280,6 +246,10 @@ def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow
             seed = cfg.seed + 1000 * stage_i + 100 * j + k
             r = runner.run_episode(resolve_task(skill, env.catalog), seed)
             steps, fast_steps, calls, n = steps + r.steps, fast_steps + r.fast_steps, calls + r.planner_calls, n + 1
+            if r.fast_steps:
+                fast_t.append(r.fast_s / r.fast_steps)
+            if r.slow_steps:
+                slow_t.append(r.executor_s / r.slow_steps)
             got += r.success
         per_task[skill] = got / cfg.episodes
         wins += got
@@ -385,8 +355,7 @@ def _arbitrated_runner(mode):
     from agent.arbiter import Arbiter
     from agent.runner import Runner
 
-    slow_mean = mode.store.mean_steps(GAME)
-    return Runner(mode.env, arbiter=Arbiter(mode.fast(), slow_mean))
+    return Runner(mode.env, arbiter=Arbiter.from_store(mode.fast(), mode.store, GAME))
 
 
 def _replay(mode, skills: list[str], episodes: int) -> dict:

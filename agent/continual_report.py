@@ -94,7 +94,7 @@ def markdown(result: dict, command: str, relative_to: str | Path | None = None) 
               + ". Planner calls per episode per stage: "
               + ", ".join(f"{v:.1f}" for v in result["planner_calls_per_episode"])
               + f". Median ms per decision: fast {_ms(ms['fast'])} "
-              f"({result['decisions']['fast']} decisions), slow "
+              f"(median of {result['decisions']['fast']} episodes' means), slow "
               f"{_ms(ms['slow'])} ({result['decisions']['slow']}). "
               f"Held per category ({'bytes' if cfg['memory'] == 'retrieval' else 'parameters'}): {fp}.", ""]
     if result.get("replay"):

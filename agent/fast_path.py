@@ -1,4 +1,6 @@
-"""The fast path: the frozen base policy carrying the promoted expert of each skill category.
+"""The fast path: the frozen base policy carrying the promoted expert of each skill category,
+and the plan-level memory carrying the promoted plan expert of each task category
+(memory/plan_policy.py). It implements memory/protocol.py's `FastPath`.
 
 One forward pass answers a decision. The category routing of PEAM picks the expert: a skill's
 category indexes the expert that was trained on it, and a category without an expert is not
@@ -16,6 +18,7 @@ import torch
 from agent.world_memory import DIRS
 from envs.base import Observation
 from envs.catalog import Skill
+from memory.protocol import BLIND, UNMEASURED, Level, Measured, Proposal
 from memory.registry import ExpertRef
 
 SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
@@ -25,22 +28,43 @@ CREATURES = ("cow", "zombie", "skeleton", "plant")  # "do" hurts them: hidden he
 # walkable cells leave them out. A move into one is never taken: 3 of 40 open-ended games
 # ended with the fast path walking into lava.
 DEADLY = ("lava",)
+DONE_P = 0.5  # the done head's probability above which the policy holds its subgoal complete
 
 
 class FastPolicy:
     def __init__(self, models_dir: str | Path, experts: list[ExpertRef], device: str = "cpu",
-                 sample: bool = False, seed: int = 0, unstick: bool = True):
+                 sample: bool = False, seed: int = 0, unstick: bool = True,
+                 plan_experts: list[ExpertRef] | None = None):
+        from memory.plan_policy import PlanMemory
+
+        self.plans = PlanMemory(models_dir, plan_experts, device) if plan_experts else None
+        self.plan_experts = {e.category: e for e in plan_experts or ()}
+        self.version = (tuple(sorted((e.category, e.expert_id or 0) for e in experts)),
+                        tuple(sorted((e.category, e.expert_id or 0) for e in plan_experts or ())))
+        self.experts = {e.category: e for e in experts}
+        self.index: dict[str, int] = {}
+        self.merged = {}
+        self.memory = None  # agent.world_memory.WorldMemory, set by `reset`: the map input
+        self._done = False
+        self.category_of: dict[str, str] = {}  # skill -> its category, from the base's game
+        self.acts = bool(experts) or not plan_experts  # a plan-only memory loads no action base
+        if self.acts:
+            self._load_actions(models_dir, experts, device, sample, seed, unstick)
+
+    def _load_actions(self, models_dir, experts: list[ExpertRef], device: str, sample: bool, seed: int,
+                      unstick: bool) -> None:
         from consolidation.base_training import BASE_DIR, load_base
         from memory.expert_io import load_expert, read_expert
         from memory.inject import add_expert, inject, merged_copy
         from memory.lora import LoraConfig
 
         self.policy, doc = load_base(Path(models_dir) / BASE_DIR, device)
+        from envs import make_env
+
+        self.category_of = {s.name: s.category for s in make_env(doc.get("game", "crafter")).catalog}
         self.items = list(doc["items"])
         self.action_names = list(doc["action_names"])
         self.device = next(self.policy.parameters()).device
-        self.experts = {e.category: e for e in experts}
-        self.index: dict[str, int] = {}
         if experts:
             _, cfg = read_expert(experts[0].path)
             if "peam" in cfg:  # a non-plain routing (MoRAM): its own config travels with it
@@ -55,7 +79,6 @@ class FastPolicy:
         # Inference folds each category's expert into a copy of the base (W + s·BA): one
         # decision then costs the base network alone, with no routing (measured in
         # benchmarks/decision_latency.py). MoRAM's self-activated atoms cannot be folded.
-        self.merged = {}
         if experts and "peam" not in cfg:
             self.merged = {name: merged_copy(self.policy, name).eval() for name in self.index}
         self._subgoals: dict[str, torch.Tensor] = {}
@@ -64,8 +87,6 @@ class FastPolicy:
         # (benchmarks/decoding.py). Sampling stays an option (DAgger-style exploration).
         self.sample = sample
         self.generator = torch.Generator().manual_seed(seed)
-        self.version = tuple(sorted((e.category, e.expert_id or 0) for e in experts))
-        self.memory = None  # agent.world_memory.WorldMemory, set by the runner: the map input
         # Within a fast segment, an action already taken from the state the agent is in now
         # (its cell, its facing, the cell it faces) is not taken again: with the world as it
         # was, it would lead where it led before. This masks a move into a blocked cell, "do"
@@ -93,10 +114,14 @@ class FastPolicy:
             return category
         return SHARED if SHARED in self.index else None
 
-    def reset(self, seed: int) -> None:
-        """Reseed the action sampler: an episode replays the same for the same seed."""
-        self.generator.manual_seed(seed)
-        self._last, self._tried = None, {}
+    def reset(self, seed: int, world=None) -> None:
+        """A new episode: reseed the action sampler (an episode replays the same for the same
+        seed) and read the agent's own map `world` from now on."""
+        self.memory = world
+        self._done = False
+        if self.acts:
+            self.generator.manual_seed(seed)
+            self._last, self._tried = None, {}
 
     def _masked(self, obs: Observation, skill: Skill) -> tuple[tuple, set[int]]:
         """The state the agent is in now (its cell, facing, the cell it faces) and the actions
@@ -141,43 +166,33 @@ class FastPolicy:
         name = self._cell_name(cell)
         return name in skill.target or name in CREATURES
 
-    def covers(self, category: str) -> bool:
-        return self._expert_for(category) is not None
+    def covers(self, category: str, level: Level = "action") -> bool:
+        if level == "plan":
+            return self.plans is not None and self.plans.covers(category)
+        return bool(self.index) and self._expert_for(category) is not None
 
-    def confidence(self, skill: Skill) -> float:
-        """The held-out success the gate measured for this skill; 0.0 for a skill it did not
-        measure (the category's expert never showed it can do that one). An expert promoted
-        with no gate at all (the continual baselines) carries no measurement and is trusted
-        blindly, 1.0: what a naive fine-tuner does."""
-        ref = self.experts.get(self._expert_for(skill.category) or "")
-        if ref is None:
-            return 0.0
-        if ref.skill_success is None:
-            return 1.0
-        return ref.skill_success.get(skill.name, 0.0)
+    def confidence(self, name: str, level: Level = "action") -> Measured:
+        """What the gate measured: for a skill (action), its held-out fast success, attempts,
+        steps and seconds; for a task (plan), the share of the plan expert's held-out proposals
+        that led to a successful subgoal. Unmeasured where the gate never saw it (the expert
+        never showed it can do that one); an expert promoted with no gate at all (the continual
+        baselines) is trusted blindly: what a naive fine-tuner does."""
+        if level == "plan":
+            refs = self.plan_experts.values()
+            ref = next((e for e in refs if e.skill_success is None or name in e.skill_success), None)
+            return _measured(ref, name) if ref is not None else UNMEASURED
+        category = self.category_of.get(name)
+        ref = self.experts.get(self._expert_for(category) or "") if category else None
+        return _measured(ref, name) if ref is not None else UNMEASURED
 
-    def evidence(self, skill: Skill) -> int:
-        """How many held-out attempts that rate stands on (1 where the registry does not say,
-        0 where nothing was measured for this skill)."""
-        ref = self.experts.get(self._expert_for(skill.category) or "")
-        if ref is None:
-            return 0
-        if ref.skill_success is None:
-            return 1
-        if skill.name not in ref.skill_success:
-            return 0
-        return max(int((ref.skill_attempts or {}).get(skill.name, 1)), 1)
-
-    def gate_cost(self, skill: Skill) -> tuple[int, int, int] | None:
-        """(successes, attempts, steps) of the gate's held-out fast attempts at this skill: what
-        a subgoal costs this expert before it has played one live. None where the gate did not
-        count steps (a store from before it did, a baseline promoted without a gate)."""
-        ref = self.experts.get(self._expert_for(skill.category) or "")
-        if ref is None or not ref.skill_steps or skill.name not in ref.skill_steps:
+    def propose(self, context: dict, category: str) -> Proposal | None:
+        if self.plans is None:
             return None
-        tries = int((ref.skill_attempts or {}).get(skill.name, 0))
-        wins = round((ref.skill_success or {}).get(skill.name, 0.0) * tries)
-        return wins, tries, int(ref.skill_steps[skill.name])
+        answer = self.plans.propose(context, category)
+        return None if answer is None else Proposal((answer[0],), answer[1])
+
+    def done(self) -> bool:
+        return self._done
 
     @torch.inference_mode()
     def act(self, obs: Observation, skill: Skill) -> str:
@@ -200,7 +215,8 @@ class FastPolicy:
         if model.map is not None and self.memory is not None:
             radius = model.config.map_radius
             cells = torch.as_tensor(self.memory.crop(radius)[None], device=self.device).long()  # (1, M, M)
-        logits, _done = model(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
+        logits, done = model(view, inv, facing, subgoal, map=cells)  # (1, n_actions), (1,)
+        self._done = float(torch.sigmoid(done[0])) > DONE_P
         unstick = self.unstick and self.memory is not None
         if unstick:
             state, masked = self._masked(obs, skill)
@@ -217,3 +233,16 @@ class FastPolicy:
                 self._tried.setdefault(state, set()).add(action)
             self._last = (self.memory.step, dict(obs.inventory))
         return self.action_names[action]
+
+
+def _measured(ref: ExpertRef, name: str) -> Measured:
+    """A registry row's gate record for one skill or task."""
+    if ref.skill_success is None:
+        return BLIND
+    if name not in ref.skill_success:
+        return UNMEASURED
+    attempts = max(int((ref.skill_attempts or {}).get(name, 1)), 1)
+    steps = (ref.skill_steps or {}).get(name)
+    seconds = (ref.skill_seconds or {}).get(name)
+    return Measured(float(ref.skill_success[name]), attempts,
+                    None if steps is None else int(steps), None if seconds is None else float(seconds))

@@ -68,8 +68,8 @@ def make_planner(spec: str, catalog: SkillCatalog, *, options: LLMOptions | None
 class LLMPlanner:
     """The ask–validate–retry–fall back loop shared by every backend.
 
-    A backend implements `complete(messages) -> (text, tokens)` and raises `LLMCallError`
-    when the model cannot answer.
+    A backend implements `complete(messages) -> (text, tokens_in, tokens_out)` and raises
+    `LLMCallError` when the model cannot answer.
     """
 
     name = "llm"
@@ -80,7 +80,7 @@ class LLMPlanner:
         self.symbolic = SymbolicPlanner(catalog)
         self.fallbacks = 0
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
         raise NotImplementedError
 
     def plan(self, ctx: PlanContext) -> Plan:
@@ -91,17 +91,17 @@ class LLMPlanner:
             return Plan([])
         start = time.perf_counter()
         messages = build_messages(ctx, self.catalog)
-        calls = tokens = 0
+        calls = tokens_in = tokens_out = 0
         error = ""
         for _attempt in range(1 + self.options.retries):
             calls += 1
             try:
-                text, used = self.complete(messages)
+                text, used_in, used_out = self.complete(messages)
             except LLMCallError as e:
                 error = str(e)
                 log.warning("%s planner call failed: %s", self.name, error)
                 continue
-            tokens += used
+            tokens_in, tokens_out = tokens_in + used_in, tokens_out + used_out
             try:
                 names, rationale = parse_plan(text, self.catalog)
             except PlanFormatError as e:
@@ -110,13 +110,14 @@ class LLMPlanner:
                 messages = messages + retry_messages(text, error)
                 continue
             subgoals = [Subgoal(n, rationale) for n in names]
-            return Plan(subgoals, calls=calls, tokens=tokens,
-                        latency_s=time.perf_counter() - start)
+            return Plan(subgoals, calls=calls, tokens=tokens_in + tokens_out, tokens_in=tokens_in,
+                        tokens_out=tokens_out, latency_s=time.perf_counter() - start)
         self.fallbacks += 1
         log.warning("%s planner fell back to the symbolic plan (%d so far): %s",
                     self.name, self.fallbacks, error)
         plan = self.symbolic.plan(ctx)
-        plan.calls, plan.tokens, plan.fallback = calls, tokens, True
+        plan.calls, plan.fallback = calls, True
+        plan.tokens, plan.tokens_in, plan.tokens_out = tokens_in + tokens_out, tokens_in, tokens_out
         plan.latency_s = time.perf_counter() - start
         return plan
 
@@ -137,7 +138,7 @@ class HFPlanner(LLMPlanner):
         turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
         return "\n\n".join(turns) + "\n\nAssistant:"
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
         import torch
 
         opts = self.options
@@ -157,7 +158,7 @@ class HFPlanner(LLMPlanner):
             raise LLMCallError(f"generation failed: {reason}") from None
         new = out[0, prompt_len:]
         text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return text, prompt_len + int(new.shape[0])
+        return text, prompt_len, int(new.shape[0])
 
 
 def _load_hf(path: str, options: LLMOptions):
@@ -202,7 +203,7 @@ class OpenAIPlanner(LLMPlanner):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(timeout=options.timeout_s, headers=headers)
 
-    def complete(self, messages: list[dict[str, str]]) -> tuple[str, int]:
+    def complete(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
         import httpx
 
         opts = self.options
@@ -225,10 +226,19 @@ class OpenAIPlanner(LLMPlanner):
                                f"{response.text[:200]!r}") from None
         if not isinstance(text, str):
             raise LLMCallError(f"{self.url} sent no text content")
-        usage = data.get("usage") or {}
-        tokens = usage.get("total_tokens") or (
-            usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
-        return text, int(tokens or 0)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        tokens_in, tokens_out = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        if not tokens_in + tokens_out:  # a server that reports only the total: count it as prompt
+            tokens_in = _count(usage.get("total_tokens"))
+        return text, tokens_in, tokens_out
 
     def close(self) -> None:
         self.client.close()
+
+
+def _count(value) -> int:
+    """A token count a server reported, or 0 for none or nonsense."""
+    try:
+        return max(int(value or 0), 0)
+    except (TypeError, ValueError):
+        return 0

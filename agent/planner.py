@@ -2,7 +2,8 @@
 
 A planner is a pure function of what the agent knows: the task, its inventory, what it has
 unlocked and which kinds of cell it remembers. It returns the ordered subgoals, each a catalog
-skill; the runner asks again whenever a subgoal ends, so every answer is a fresh replan.
+skill. The runner walks them with a plan cursor (agent/runner.py) and asks again only when the
+plan runs dry or breaks (`ready` checks a subgoal's preconditions from what the agent sees).
 """
 
 from __future__ import annotations
@@ -33,13 +34,33 @@ class PlanContext:
     previous: str | None = None  # the subgoal just finished, for hysteresis on survival needs
     daylight: float = 1.0  # how bright the screen is; zombies come out in the dark
 
+    def as_record(self) -> dict:
+        """The context as JSON, as the store keeps it with each segment and the plan-level
+        memory reads it (memory/plan_policy.py `features`)."""
+        return {"task": self.task.name, "inventory": {k: int(v) for k, v in self.inventory.items()},
+                "known": sorted(self.known), "in_sight": sorted(self.in_sight),
+                "unlocked": sorted(self.unlocked), "failures": dict(self.failures),
+                "previous": self.previous, "daylight": round(float(self.daylight), 3)}
+
+
+def ready(skill: Skill, ctx: PlanContext) -> bool:
+    """Whether a subgoal can start from what the agent sees: the items it requires are held,
+    the cells it must be near are remembered within a short walk, and the skills whose effect
+    it needs are unlocked. The plan cursor asks the planner again when the next subgoal of its
+    plan is not ready (a tool broke, the table was left behind)."""
+    return (all(ctx.inventory.get(item, 0) >= n for item, n in skill.requires.items())
+            and all(cell in ctx.known for cell in skill.nearby)
+            and all(name in ctx.unlocked for name in skill.after))
+
 
 @dataclass
 class Plan:
     subgoals: list[Subgoal]
     calls: int = 0  # model calls made (0 for the symbolic planner)
-    tokens: int = 0
+    tokens: int = 0  # tokens_in + tokens_out
     latency_s: float = 0.0
+    tokens_in: int = 0  # prompt tokens (all calls)
+    tokens_out: int = 0  # generated tokens
     fallback: bool = False  # an LLM's answer was unusable and the symbolic plan was used
 
 

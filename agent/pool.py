@@ -101,7 +101,7 @@ def submit_job(fn: Callable, *args, gpu: bool = False) -> ray.ObjectRef:
 class _Request:
     messages: list
     done: threading.Event
-    answer: tuple[str, int] | None = None
+    answer: tuple[str, int, int] | None = None
     error: BaseException | None = None
 
 
@@ -120,7 +120,7 @@ class _Batcher:
         self.model_lock = threading.Lock()  # one generate at a time on the model
         self.sizes: list[int] = []  # batch sizes served, for tests and tuning
 
-    def complete(self, messages: list) -> tuple[str, int]:
+    def complete(self, messages: list) -> tuple[str, int, int]:
         request = _Request(messages, threading.Event())
         with self.lock:
             self.pending.append(request)
@@ -150,7 +150,7 @@ class _Batcher:
                 request.done.set()
 
 
-def hf_complete_batch(planner, batch: list) -> list[tuple[str, int]]:
+def hf_complete_batch(planner, batch: list) -> list[tuple[str, int, int]]:
     """One left-padded `generate` for several prompts of an `HFPlanner`; one prompt goes
     through the planner's own `complete`, so a lone request is answered exactly as in-process."""
     if len(batch) == 1:
@@ -183,7 +183,7 @@ def hf_complete_batch(planner, batch: list) -> list[tuple[str, int]]:
     # a row's answer ends at its first eos; after it generate only pads (batch,)
     new_lens = torch.where(ended.any(dim=1), ended.int().argmax(dim=1) + 1, new.shape[1])
     texts = tok.batch_decode(new, skip_special_tokens=True)
-    return [(t, int(p + n)) for t, p, n in zip(texts, prompt_lens, new_lens)]
+    return [(t, int(p), int(n)) for t, p, n in zip(texts, prompt_lens, new_lens)]
 
 
 class PlannerActor:

@@ -80,8 +80,7 @@ def main() -> None:
         jobs.append(job)
         print(f"job {job.target}: {job.status} {job.error or ''}", flush=True)
     fast = expert_fast_path("peam", store, "crafter", models, args.device)
-    slow_mean = store.mean_steps("crafter")
-    after, share, calls_after = play(store, env, Arbiter(fast, slow_mean), 50_000, args.episodes)
+    after, share, calls_after = play(store, env, Arbiter.from_store(fast, store, "crafter"), 50_000, args.episodes)
     wall = time.perf_counter() - t0
     rows = {r.name: r for r in store.skill_table("crafter")}
     lines = [

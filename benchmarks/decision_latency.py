@@ -85,26 +85,10 @@ def fast_paths(env, models: Path, device: str = "cpu"):
 def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int, device: str = "cpu"):
     """The `hf:` planner over a random-weight model with `shape`'s dimensions, saved and
     loaded back like any local model; its tokenizer is a byte-level BPE trained on the prompts."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from agent.llm_planner import LLMOptions, make_planner
+    from agent.sim_llm import random_causal_lm
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(prompts, trainers.BpeTrainer(
-        vocab_size=4000, special_tokens=["<pad>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="</s>", pad_token="<pad>")
-    torch.manual_seed(0)
-    dims = dict(LLM_SHAPES[shape])
-    dims["vocab_size"] = max(dims["vocab_size"], len(fast))  # the real head's size: its cost counts
-    config = LlamaConfig(**dims, max_position_embeddings=8192, pad_token_id=0, bos_token_id=1,
-                         eos_token_id=None)  # no end of sequence: every call generates `tokens`
-    path = root / shape
-    LlamaForCausalLM(config).save_pretrained(path)
-    fast.save_pretrained(path)
+    path = random_causal_lm(root / shape, prompts, dims=dict(LLM_SHAPES[shape]), vocab_size=4000, stops=False)
     planner = make_planner(f"hf:{path}", catalog, options=LLMOptions(
         max_new_tokens=tokens, device=device, dtype="float32" if device == "cpu" else "bfloat16"))
     params = sum(p.numel() for p in planner.model.parameters())
@@ -168,9 +152,9 @@ def main() -> None:
             planner.complete(messages[0])  # warm-up: CUDA's kernels load on the first call
         for i, m in enumerate(messages):
             t0 = time.perf_counter()
-            _text, used = planner.complete(m)  # one model call: the prompt in, llm_tokens out
+            _text, used, _new = planner.complete(m)  # one model call: the prompt in, llm_tokens out
             calls.append(time.perf_counter() - t0)
-            prompt_tokens.append(used - args.llm_tokens)
+            prompt_tokens.append(used)
             print(f"  call {i + 1}/{len(messages)}: {calls[-1]:.2f} s", flush=True)
         llm_rows = [f"| slow: `hf:` planner call, {args.llm}-shaped random model ({params / 1e6:.0f} M "
                     f"parameters, {'fp32' if args.device == 'cpu' else 'bf16'}), prompt {min(prompt_tokens)}–{max(prompt_tokens)} tokens, "

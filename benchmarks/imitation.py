@@ -103,10 +103,9 @@ def evaluate(policy, args: Args) -> dict[str, list[int]]:
             obs, info = env.reset(seed=seed)
             runner.executor.reset()
             runner.executor.observe(obs, None)
-            runner._tokens, runner._latency = 0, 0.0
             state = _EpisodeState(obs=obs, achievements=dict(info.get("achievements", {})))
             while state.steps < task.max_steps and not state.over:
-                plan = runner._plan(task, state)
+                plan = runner.planner.plan(runner._context(task, state))
                 if not plan.subgoals:
                     break
                 skill = env.catalog[plan.subgoals[0].skill]

@@ -149,7 +149,8 @@ def _set_skill_success(store, expert_id: int, results: dict[str, dict]) -> None:
         row.metrics = {**(row.metrics or {}),
                        "skill_success": {k: v["rate"] for k, v in results.items()},
                        "skill_attempts": {k: v.get("attempts", 0) for k, v in results.items()},
-                       "skill_steps": {k: v["steps"] for k, v in results.items() if "steps" in v}}
+                       "skill_steps": {k: v["steps"] for k, v in results.items() if "steps" in v},
+                       "skill_seconds": {k: v["seconds"] for k, v in results.items() if "seconds" in v}}
 
 
 def _set_status(store, expert_id: int, status: str) -> None:

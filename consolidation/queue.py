@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, text
 
 from envs.errors import PeamError
+from memory.columns import KINDS, OPEN
 from memory.tables import Job, Skill, utcnow
 
 ACTIVE = ("queued", "running", "evaluating")
@@ -41,6 +42,7 @@ class LeaseLostError(RuntimeError):
 @dataclass(frozen=True)
 class JobRow:
     id: int
+    kind: str  # action: train a skill category's expert; plan: a task category's plan expert
     game: str
     skill: str | None
     category: str | None
@@ -59,6 +61,8 @@ class JobRow:
 
     @property
     def target(self) -> str:
+        if self.kind == "plan":
+            return f"plans {self.category}"
         return f"skill {self.skill}" if self.skill else f"category {self.category}"
 
 
@@ -67,30 +71,36 @@ def _row(job: Job) -> JobRow:
 
 
 def enqueue(store, *, game: str, skill: str | None = None, category: str | None = None,
-            reason: str) -> int:
-    """Queue a job for one skill or one category; returns its id. An identical job already
-    queued or in progress is returned instead of a duplicate."""
+            reason: str, kind: str = "action") -> int:
+    """Queue a job for one skill or one category (a plan job: one task category); returns its
+    id. An identical job already queued or in progress is returned instead of a duplicate."""
+    if kind not in KINDS:
+        raise QueueError(f"unknown job kind {kind!r}; use one of {', '.join(KINDS)}")
     if (skill is None) == (category is None):
         raise QueueError("name exactly one of --skill or --category")
+    if kind == "plan" and skill is not None:
+        raise QueueError("a plan job is for a task category: name --category (or 'open' for the open-ended task)")
     with store.session() as s:
         if s.bind.dialect.name == "postgresql":
             s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ENQUEUE_LOCK})
-        _check_known(s, game, skill, category)
+        _check_known(s, game, skill, category, kind)
         same = select(Job.id).where(
-            Job.game == game, Job.status.in_(ACTIVE),
+            Job.kind == kind, Job.game == game, Job.status.in_(ACTIVE),
             Job.skill.is_(None) if skill is None else Job.skill == skill,
             Job.category.is_(None) if category is None else Job.category == category)
         existing = s.scalar(same.order_by(Job.id).limit(1))
         if existing is not None:
             return existing
-        job = Job(game=game, skill=skill, category=category, reason=reason, status="queued",
+        job = Job(kind=kind, game=game, skill=skill, category=category, reason=reason, status="queued",
                   created_at=utcnow())
         s.add(job)
         s.flush()
         return job.id
 
 
-def _check_known(s, game: str, skill: str | None, category: str | None) -> None:
+def _check_known(s, game: str, skill: str | None, category: str | None, kind: str = "action") -> None:
+    if kind == "plan" and category == OPEN:
+        return
     if skill is not None:
         if s.scalar(select(Skill.id).where(Skill.game == game, Skill.name == skill)) is None:
             raise QueueError(f"unknown skill {skill!r} for game {game!r}: "
@@ -98,6 +108,7 @@ def _check_known(s, game: str, skill: str | None, category: str | None) -> None:
     elif s.scalar(select(Skill.id).where(Skill.game == game, Skill.category == category)
                   .limit(1)) is None:
         known = sorted(set(s.scalars(select(Skill.category).where(Skill.game == game))))
+        known += [OPEN] if kind == "plan" and known else []
         raise QueueError(f"unknown category {category!r} for game {game!r}: "
                          f"use one of {', '.join(known) or '(none: run `peam run` first)'}")
 

@@ -25,7 +25,7 @@ class Trigger:
 
 def _covered_categories(store, game: str) -> set[str]:
     with store.session() as s:
-        return set(s.scalars(select(Expert.category).where(Expert.game == game,
+        return set(s.scalars(select(Expert.category).where(Expert.game == game, Expert.kind == "action",
                                                            Expert.status == "promoted")))
 
 
@@ -39,7 +39,7 @@ def _evidence(store, game: str, since: dict[str, datetime] | None = None,
     for seg in store.segments(game=game):
         if seg.skill in since and seg.created_at <= since[seg.skill]:
             continue
-        counts[seg.skill][seg.path].append((seg.outcome == "success", seg.wall_s))
+        counts[seg.skill][seg.path].append((seg.outcome == "success", seg.cost_s))
         if seg.path == "slow" and seg.outcome == "success":
             demos[seg.skill].append(seg.steps)
     with store.session() as s:
@@ -89,7 +89,7 @@ def _last_jobs(store, game: str, categories: dict[str, str]) -> tuple[dict[str, 
     have one queued or in progress now."""
     with store.session() as s:
         rows = s.execute(select(Job.skill, Job.category, Job.created_at, Job.status)
-                         .where(Job.game == game)).all()
+                         .where(Job.game == game, Job.kind == "action")).all()
     last: dict[str, datetime] = {}
     active: set[str] = set()
     for skill, category, created, status in rows:
@@ -123,16 +123,82 @@ def pending_triggers(store, game: str, *, job_cost_s: float,
     return fired
 
 
-def measured_job_cost_s(store, game: str) -> float | None:
+def measured_job_cost_s(store, game: str, kind: str = "action") -> float | None:
     """The measured seconds of a consolidation job: the median wall time (claim to end) of the
     game's jobs that ran to a verdict; None before any did (the caller then needs an estimate,
     e.g. a timed dry run). The median, so one job slowed by a busy machine does not move it."""
     with store.session() as s:
         spans = sorted((end - start).total_seconds() for start, end in s.execute(
             select(Job.started_at, Job.finished_at).where(
-                Job.game == game, Job.status.in_(("promoted", "rejected")),
+                Job.game == game, Job.kind == kind, Job.status.in_(("promoted", "rejected")),
                 Job.started_at.is_not(None), Job.finished_at.is_not(None))))
     if not spans:
         return None
     mid = len(spans) // 2
     return spans[mid] if len(spans) % 2 else (spans[mid - 1] + spans[mid]) / 2
+
+
+@dataclass(frozen=True)
+class PlanTrigger:
+    category: str  # a task category (memory.columns.OPEN for the open-ended task)
+    decision: Decision
+
+
+def _plan_evidence(store, game: str, since: dict[str, datetime]) -> dict[str, SkillEvidence]:
+    """Per task category, since its last plan job: the subgoals the planner chose (their
+    outcomes, and the planner's seconds each cost) and those the plan-level memory chose."""
+    from envs import make_env
+    from envs.errors import UnknownTaskError
+    from memory.plan_policy import plan_category
+
+    catalog = make_env(game).catalog
+    sides: dict[str, dict[str, list]] = defaultdict(lambda: {"slow": [], "fast": []})
+    categories: dict[str, str | None] = {}
+    for seg in store.segments(game=game):
+        task = (seg.context or {}).get("task")
+        if task is None or seg.decided_by not in ("planner", "fallback", "memory"):
+            continue
+        if task not in categories:
+            try:
+                categories[task] = plan_category(task, catalog)
+            except UnknownTaskError:
+                categories[task] = None
+        category = categories[task]
+        if category is None or (category in since and seg.created_at <= since[category]):
+            continue
+        side = "fast" if seg.decided_by == "memory" else "slow"
+        sides[category][side].append((seg.outcome == "success", seg.planner_s))
+    return {c: SkillEvidence(
+        uses=len(s["slow"]) + len(s["fast"]), slow_attempts=len(s["slow"]),
+        slow_successes=sum(ok for ok, _ in s["slow"]), fast_attempts=len(s["fast"]),
+        fast_successes=sum(ok for ok, _ in s["fast"]),
+        slow_s_per_use=sum(t for _, t in s["slow"]) / len(s["slow"]) if s["slow"] else None,
+        fast_s_per_use=None) for c, s in sides.items()}
+
+
+def pending_plan_triggers(store, game: str, *, job_cost_s: float,
+                          proposal_cost_s: float) -> list[PlanTrigger]:
+    """The task categories whose plan trigger fires now: the planner seconds their decisions
+    cost since the category's last plan job, less what the memory's proposals would have cost
+    instead (`proposal_cost_s` each, measured), exceed the measured seconds of a job; or the
+    memory's choices fail significantly more often than the planner's (the same scale-free
+    rule as for skills: consolidation/trigger.py). A symbolic planner's decisions cost
+    microseconds and rarely pay for a job; a language model's cost seconds and soon do."""
+    with store.session() as s:
+        rows = s.execute(select(Job.category, Job.created_at, Job.status)
+                         .where(Job.game == game, Job.kind == "plan")).all()
+    last: dict[str, datetime] = {}
+    active = set()
+    for category, created, status in rows:
+        last[category] = max(created, last.get(category, created))
+        if status in ACTIVE:
+            active.add(category)
+    fired = []
+    for category, e in _plan_evidence(store, game, last).items():
+        if category in active:
+            continue
+        saved = e.slow_attempts * e.saving_per_use_s(proposal_cost_s)
+        decision = should_consolidate(e, savings_since_last_job_s=saved, job_cost_s=job_cost_s)
+        if decision.fire:
+            fired.append(PlanTrigger(category, decision))
+    return fired

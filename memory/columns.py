@@ -19,3 +19,9 @@ STEP_KEYS = (VIEW, MAP, INVENTORY, FACING, ACTION, REWARD, TEACHER)
 MAP_RADIUS = 8  # MAP is (2·8+1)² = 17×17 cells: a short walk in every direction
 PATHS = ("slow", "fast")
 OUTCOMES = ("success", "failure", "timeout", "interrupted")
+# Who chose a segment's subgoal: the slow planner ("planner"), the rest of its last plan walked
+# in order ("cursor"), the plan-level memory ("memory"), a survival reflex ("reflex"), or the
+# symbolic plan standing in for an unusable planner answer ("fallback").
+DECIDERS = ("planner", "cursor", "memory", "reflex", "fallback")
+KINDS = ("action", "plan")  # an expert's (a job's) level: how to act on a subgoal, or which subgoal next
+OPEN = "open"  # the plan category of the open-ended task (it has no skill category of its own)

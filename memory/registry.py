@@ -11,6 +11,7 @@ from datetime import datetime
 
 from sqlalchemy import func, select
 
+from memory.columns import KINDS
 from memory.lora import ROUTINGS
 from memory.tables import Expert, utcnow
 
@@ -21,6 +22,7 @@ STATUSES = ("candidate", "promoted", "retired", "rejected", "superseded")
 @dataclass(frozen=True)
 class ExpertRow:
     id: int
+    kind: str  # action | plan (memory.columns.KINDS)
     game: str
     category: str
     skill: str | None
@@ -42,9 +44,11 @@ def _row(e: Expert) -> ExpertRow:
 
 def register_expert(store, *, game: str, category: str, routing: str, rank: int, path: str,
                     sha256: str, params: int, metrics: dict | None = None,
-                    status: str = "candidate", skill: str | None = None) -> int:
+                    status: str = "candidate", skill: str | None = None, kind: str = "action") -> int:
     """Add one expert version; returns its id. Its version is one more than the last of the
-    same (game, category, skill)."""
+    same (kind, game, category, skill)."""
+    if kind not in KINDS:
+        raise ValueError(f"expert kind {kind!r} not in {KINDS}")
     if routing not in ROUTINGS:
         raise ValueError(f"routing {routing!r} not in {ROUTINGS}")
     if status not in STATUSES:
@@ -53,10 +57,10 @@ def register_expert(store, *, game: str, category: str, routing: str, rank: int,
         raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
     now = utcnow()
     with store.session() as s:
-        same = (Expert.game == game, Expert.category == category,
+        same = (Expert.kind == kind, Expert.game == game, Expert.category == category,
                 Expert.skill.is_(None) if skill is None else Expert.skill == skill)
         last = s.scalar(select(func.max(Expert.version)).where(*same)) or 0
-        row = Expert(game=game, category=category, skill=skill, routing=routing, rank=int(rank),
+        row = Expert(kind=kind, game=game, category=category, skill=skill, routing=routing, rank=int(rank),
                      version=last + 1, path=str(path), sha256=sha256, params=int(params),
                      status=status, metrics=metrics, created_at=now,
                      promoted_at=now if status == "promoted" else None)
@@ -65,9 +69,12 @@ def register_expert(store, *, game: str, category: str, routing: str, rank: int,
         return row.id
 
 
-def experts(store, game: str | None = None, status: str | None = None) -> list[ExpertRow]:
-    """Every registered expert (optionally one game's, one status'), oldest first."""
+def experts(store, game: str | None = None, status: str | None = None,
+            kind: str | None = None) -> list[ExpertRow]:
+    """Every registered expert (optionally one game's, one status', one kind's), oldest first."""
     query = select(Expert).order_by(Expert.id)
+    if kind is not None:
+        query = query.where(Expert.kind == kind)
     if game is not None:
         query = query.where(Expert.game == game)
     if status is not None:
@@ -76,20 +83,20 @@ def experts(store, game: str | None = None, status: str | None = None) -> list[E
         return [_row(e) for e in s.scalars(query)]
 
 
-def promoted(store, game: str) -> list[ExpertRow]:
-    """The experts a game's fast path uses now."""
-    return experts(store, game, status="promoted")
+def promoted(store, game: str, kind: str = "action") -> list[ExpertRow]:
+    """The experts of one kind a game's fast path uses now."""
+    return experts(store, game, status="promoted", kind=kind)
 
 
 def promote(store, expert_id: int) -> None:
-    """Make `expert_id` the promoted expert of its (game, category, skill); the one before it
-    is retired, in the same transaction."""
+    """Make `expert_id` the promoted expert of its (kind, game, category, skill); the one
+    before it is retired, in the same transaction."""
     with store.session() as s:
         row = s.get(Expert, expert_id)
         if row is None:
             raise KeyError(f"no expert {expert_id}")
         for old in s.scalars(select(Expert).where(
-                Expert.game == row.game, Expert.category == row.category,
+                Expert.kind == row.kind, Expert.game == row.game, Expert.category == row.category,
                 Expert.skill.is_(None) if row.skill is None else Expert.skill == row.skill,
                 Expert.status == "promoted", Expert.id != row.id)):
             old.status = "retired"
@@ -106,9 +113,13 @@ class ExpertRef:
     skill_success: dict[str, float] | None = None  # held-out fast-path success per skill
     skill_attempts: dict[str, int] | None = None  # the fast-path attempts each rate stands on
     skill_steps: dict[str, int] | None = None  # the steps those attempts took in all
+    skill_seconds: dict[str, float] | None = None  # and their wall seconds
+    # A plan expert's names are tasks: its held-out proposals per task that led to a
+    # successful subgoal (skill_success) and how many there were (skill_attempts).
 
 
 def ref_of(row: ExpertRow) -> ExpertRef:
     metrics = row.metrics or {}
     return ExpertRef(row.category, row.path, row.id, metrics.get("skill_success"),
-                     metrics.get("skill_attempts"), metrics.get("skill_steps"))
+                     metrics.get("skill_attempts"), metrics.get("skill_steps"),
+                     metrics.get("skill_seconds"))

@@ -27,9 +27,13 @@ per skill; when the current state was already seen r times within it, the (r+1)-
 repeated state is evidence that the best action did not help, so the next-best memory is
 tried. `loop_break=False` turns this off (pure kNN).
 
-It plugs into the arbiter as a fast path (agent.fast_path.FastPolicy's interface):
-`covers(category)`, `confidence(skill)`, `act(obs, skill) -> action name`, `version`.
-This module imports no agent code; the store is duck-typed (memory.store.Store).
+Which subgoal next is remembered the same way, as Voyager retrieves a skill by the similarity
+of its description: every decision the slow planner made (its agent-visible context, the
+subgoal it chose) is a key and a value, and the nearest remembered context of the same task
+answers when it is close enough (`RECALL_SIMILARITY`); otherwise the planner is asked.
+
+It implements memory/protocol.py's `FastPath`. This module imports no agent code; the store is
+duck-typed (memory.store.Store).
 """
 
 from __future__ import annotations
@@ -41,7 +45,13 @@ from typing import Sequence
 import numpy as np
 
 from memory import columns as C
+from memory.protocol import BLIND, UNMEASURED, Level, Measured, Proposal
 
+# Cosine similarity of decision contexts (memory/plan_policy.py features) above which a
+# remembered decision answers for the planner: the same task, nearly the same inventory and
+# surroundings.
+RECALL_SIMILARITY = 0.95
+PLANNED = ("planner", "cursor", "fallback")  # decisions of the slow planner (not reflexes, not memory)
 INVENTORY_CAP = 9  # Crafter's item maximum: counts are scaled to [0, 1] by it
 NEIGHBOURS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (0, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
 # Weight of each block of the embedding (each block is L2-normalised first, then scaled, so no
@@ -160,6 +170,9 @@ class SkillLibrary:
         self.loop_break = loop_break
         self.skills: dict[str, _SkillMemory] = {}
         self._history: deque = deque(maxlen=history)  # (skill, state key bytes) of recent decisions
+        self.plan_spec = None  # memory.plan_policy.PlanSpec, once decisions are indexed
+        self.decisions: dict[str, tuple[list[np.ndarray], list[str]]] = {}  # task -> (keys, subgoals)
+        self.task_categories: dict[str, str] = {}
 
     # ----- building -----------------------------------------------------------------------
 
@@ -178,11 +191,38 @@ class SkillLibrary:
             library.add(row.skill, row.category, store.load_steps(row.id), segment_id=row.id)
         return library
 
+    def index_decisions(self, store, game: str, catalog) -> int:
+        """Every subgoal the slow planner chose in `game` (memory.columns.DECIDERS: planner,
+        cursor, fallback), keyed by its decision context; returns how many."""
+        from envs.errors import UnknownTaskError
+        from memory.plan_policy import PlanSpec, features, plan_category
+
+        self.plan_spec = PlanSpec.of(game)
+        n = 0
+        for seg in store.segments(game=game):
+            context = seg.context or {}
+            task = context.get("task")
+            if seg.decided_by not in PLANNED or task not in self.plan_spec.tasks:
+                continue
+            if task not in self.task_categories:
+                try:
+                    self.task_categories[task] = plan_category(task, catalog)
+                except UnknownTaskError:
+                    continue
+            keys, labels = self.decisions.setdefault(task, ([], []))
+            key = features(context, self.plan_spec)
+            keys.append(key / max(float(np.linalg.norm(key)), 1e-9))
+            labels.append(seg.skill)
+            n += 1
+        return n
+
     @classmethod
     def for_env(cls, store, env, **kw) -> SkillLibrary:
         """`from_store` with the cell, item and action names and view shape read off `env`."""
-        return cls.from_store(store, env.catalog.game, len(env.cell_names), list(env.catalog.items),
-                              env.action_names, view_shape=tuple(env.view_shape), **kw)
+        library = cls.from_store(store, env.catalog.game, len(env.cell_names), list(env.catalog.items),
+                                 env.action_names, view_shape=tuple(env.view_shape), **kw)
+        library.index_decisions(store, env.catalog.game, env.catalog)
+        return library
 
     def add(self, skill: str, category: str, steps: dict[str, np.ndarray], segment_id: int = -1) -> int:
         """Index one segment's steps (memory.columns arrays); returns how many were indexed."""
@@ -201,8 +241,8 @@ class SkillLibrary:
 
     @property
     def version(self) -> int:
-        """The number of segments indexed (grows as the library learns)."""
-        return sum(m.segments for m in self.skills.values())
+        """The number of segments and decisions indexed (grows as the library learns)."""
+        return sum(m.segments for m in self.skills.values()) + sum(len(v[1]) for v in self.decisions.values())
 
     @property
     def size_bytes(self) -> int:
@@ -218,18 +258,42 @@ class SkillLibrary:
         chosen = [self.skills[skill]] if skill in self.skills else [] if skill else self.skills.values()
         return sum(sum(len(a) for a in m.actions) for m in chosen)
 
-    def covers(self, category: str) -> bool:
-        """At least `min_segments` successful segments of some skill of this category."""
+    def covers(self, category: str, level: Level = "action") -> bool:
+        """Action: at least `min_segments` successful segments of some skill of this category.
+        Plan: remembered decisions of some task of this (task) category."""
+        if level == "plan":
+            return category in self.task_categories.values()
         return any(m.category == category and m.segments >= self.min_segments
                    for m in self.skills.values())
 
-    def confidence(self, skill) -> float:
-        """1.0 when the library holds (at least `min_segments`) successes of this very skill,
-        else 0.0. A memory has no held-out success rate of its own to offer: it either
-        remembers the subgoal or it does not, and since the skill is a hard filter it cannot
-        borrow another skill's memories. (With force_fast the arbiter ignores it.)"""
-        m = self.skills.get(_name(skill))
-        return 1.0 if m is not None and m.segments >= self.min_segments else 0.0
+    def confidence(self, name: str, level: Level = "action") -> Measured:
+        """Trusted blindly (one success in one attempt) where the library remembers this very
+        skill (at least `min_segments` successes) or task, else unmeasured. A memory has no
+        held-out success rate of its own to offer: it either remembers or it does not, and
+        since the skill (task) is a hard filter it cannot borrow another's memories."""
+        if level == "plan":
+            return BLIND if name in self.decisions else UNMEASURED
+        m = self.skills.get(_name(name))
+        return BLIND if m is not None and m.segments >= self.min_segments else UNMEASURED
+
+    def propose(self, context: dict, category: str) -> Proposal | None:
+        """The subgoal of the most similar remembered decision of the same task, if it is at
+        least RECALL_SIMILARITY alike; its similarity is the confidence."""
+        from memory.plan_policy import features
+
+        remembered = self.decisions.get(context.get("task"))
+        if not remembered:
+            return None
+        keys, labels = remembered
+        query = features(context, self.plan_spec)
+        sims = np.stack(keys) @ (query / max(float(np.linalg.norm(query)), 1e-9))  # (decisions,)
+        best = int(_top(sims, 1)[0])
+        if sims[best] < RECALL_SIMILARITY:
+            return None
+        return Proposal((labels[best],), float(sims[best]))
+
+    def done(self) -> bool:
+        return False  # a trajectory memory has no notion of done: the game's signal ends a subgoal
 
     def act(self, obs, skill) -> str:
         """Step-wise nearest-neighbour imitation; "noop" for a skill never remembered (the
@@ -247,7 +311,7 @@ class SkillLibrary:
             choice = repeats % len(ranked)
         return self.action_names[ranked[choice]]
 
-    def reset(self, seed: int | None = None) -> None:
+    def reset(self, seed: int | None = None, world=None) -> None:
         """Forget the loop-breaking history (e.g. at an episode's start)."""
         self._history.clear()
 

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, inspect, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from memory.columns import OUTCOMES, PATHS, STEP_KEYS
+from memory.columns import DECIDERS, OUTCOMES, PATHS, STEP_KEYS
 from memory.db import StoreError, masked, open_engine
 from memory.tables import (EPISODE_STATUSES, Base, Episode, Evaluation, Expert, Job, Run,
                            Segment, Skill, utcnow)
@@ -30,6 +30,10 @@ __all__ = ["Store", "SegmentRecord", "SkillRow", "EpisodeRow", "SegmentRow", "St
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
+# What `finish_episode` records of an episode's cost (memory/tables.py, Episode).
+EPISODE_COSTS = ("planner_calls", "planner_tokens", "planner_tokens_in", "planner_tokens_out",
+                 "planner_latency_s", "memory_decisions", "planner_fallbacks", "executor_s",
+                 "fast_s", "wall_s")
 MIGRATION_LOCK = 0x7065616D  # "peam": serialises concurrent first opens on PostgreSQL
 
 
@@ -48,9 +52,15 @@ class SegmentRecord:
     planner_calls: int = 0
     corrects_segment_id: int | None = None
     data: dict[str, np.ndarray] = field(default_factory=dict)
+    planner_s: float = 0.0  # the planner's seconds for the decision that chose this subgoal
+    planner_tokens: int = 0
+    decided_by: str = "planner"  # memory.columns.DECIDERS
+    context: dict | None = None  # the agent-visible decision context (JSON-able)
 
     def __post_init__(self):
         # A wrong value here is a bug in the caller, not a user error: ValueError, not StoreError.
+        if self.decided_by not in DECIDERS:
+            raise ValueError(f"segment decided_by {self.decided_by!r} not in {DECIDERS}")
         if self.path not in PATHS:
             raise ValueError(f"segment path {self.path!r} not in {PATHS}")
         if self.outcome not in OUTCOMES:
@@ -132,6 +142,13 @@ class EpisodeRow:
     planner_latency_s: float
     fast_steps: int
     slow_steps: int
+    planner_tokens_in: int
+    planner_tokens_out: int
+    memory_decisions: int
+    planner_fallbacks: int
+    executor_s: float
+    fast_s: float
+    wall_s: float
     started_at: datetime
     finished_at: datetime | None
 
@@ -151,6 +168,15 @@ class SegmentRow:
     planner_calls: int
     corrects_segment_id: int | None
     created_at: datetime
+    planner_s: float = 0.0
+    planner_tokens: int = 0
+    decided_by: str = "planner"
+    context: dict | None = None
+
+    @property
+    def cost_s(self) -> float:
+        """What the segment cost in seconds: acting, plus the planner's decision that chose it."""
+        return self.wall_s + self.planner_s
 
 
 def migrate(engine: Engine, *, create: bool = True) -> None:
@@ -267,7 +293,9 @@ class Store:
             segment = Segment(episode_id=episode_id, index=index, skill=seg.skill,
                               category=seg.category, path=seg.path, outcome=seg.outcome,
                               start_step=seg.start_step, steps=seg.steps, wall_s=seg.wall_s,
-                              planner_calls=seg.planner_calls,
+                              planner_calls=seg.planner_calls, planner_s=seg.planner_s,
+                              planner_tokens=seg.planner_tokens, decided_by=seg.decided_by,
+                              context=seg.context,
                               corrects_segment_id=seg.corrects_segment_id, data=blob,
                               created_at=now)
             s.add(segment)
@@ -279,7 +307,9 @@ class Store:
         won = int(seg.outcome == "success")
         side = "slow" if seg.path == "slow" else "fast"
         counts = {"attempts": 1, "successes": won, f"{side}_attempts": 1,
-                  f"{side}_successes": won, "total_steps": seg.steps, "total_wall_s": seg.wall_s}
+                  f"{side}_successes": won, "total_steps": seg.steps,
+                  "total_wall_s": seg.wall_s + seg.planner_s, "planner_calls": seg.planner_calls,
+                  "total_planner_s": seg.planner_s}
         done = s.execute(
             update(Skill).where(Skill.game == game, Skill.name == seg.skill)
             .values({getattr(Skill, k): getattr(Skill, k) + v for k, v in counts.items()}
@@ -290,16 +320,20 @@ class Store:
             s.flush()
 
     def finish_episode(self, episode_id: int, *, status: str, steps: int, reward: float,
-                       achievements: dict, error: str | None = None, planner_calls: int = 0,
-                       planner_tokens: int = 0, planner_latency_s: float = 0.0) -> None:
+                       achievements: dict, error: str | None = None, **costs) -> None:
+        """`costs`: the episode's planner and compute counters (`EPISODE_COSTS`)."""
         if status not in EPISODE_STATUSES[1:]:
             raise ValueError(f"episode status {status!r} not in {EPISODE_STATUSES[1:]}")
+        unknown = set(costs) - set(EPISODE_COSTS)
+        if unknown:
+            raise ValueError(f"unknown episode counters {sorted(unknown)}; known: {EPISODE_COSTS}")
         with self.session() as s:
             episode = _get(s, Episode, episode_id)
             episode.status, episode.steps, episode.reward = status, steps, reward
             episode.achievements, episode.error = achievements, error
-            episode.planner_calls, episode.planner_tokens = planner_calls, planner_tokens
-            episode.planner_latency_s, episode.finished_at = planner_latency_s, utcnow()
+            for name, value in costs.items():
+                setattr(episode, name, value)
+            episode.finished_at = utcnow()
 
     def fail_running_episodes(self, run_id: int, error: str) -> int:
         """Mark a crashed run's unfinished episodes `failed` (never silently dropped)."""
@@ -315,6 +349,21 @@ class Store:
             query = query.where(Skill.game == game)
         with self.session() as s:
             return [SkillRow.of(k) for k in s.scalars(query)]
+
+    def path_costs(self, game: str) -> dict[str, dict[str, tuple[int, float, float]]]:
+        """{skill: {path: (attempts, mean steps, mean seconds)}} over the game's segments that
+        reached a verdict (interrupted ones are no measure of a path), seconds without the
+        planner's: what acting on the skill costs each path (the arbiter's cost rule)."""
+        query = (select(Segment.skill, Segment.path, func.count(Segment.id), func.avg(Segment.steps),
+                        func.avg(Segment.wall_s))
+                 .join(Episode, Episode.id == Segment.episode_id)
+                 .where(Episode.env == game, Segment.outcome != "interrupted")
+                 .group_by(Segment.skill, Segment.path))
+        out: dict[str, dict[str, tuple[int, float, float]]] = {}
+        with self.session() as s:
+            for skill, path, n, steps, seconds in s.execute(query):
+                out.setdefault(skill, {})[path] = (int(n), float(steps), float(seconds))
+        return out
 
     def mean_steps(self, game: str) -> dict[str, float]:
         """Each skill's mean steps per attempt where it has any: the arbiter's fast budgets."""

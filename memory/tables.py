@@ -69,7 +69,9 @@ class Skill(Base):
     fast_attempts: Mapped[int] = counter()
     fast_successes: Mapped[int] = counter()
     total_steps: Mapped[int] = counter()
-    total_wall_s: Mapped[float] = counter()
+    total_wall_s: Mapped[float] = counter()  # executor or fast path, plus the planner's seconds
+    planner_calls: Mapped[int] = counter()  # slow-planner calls that chose this skill
+    total_planner_s: Mapped[float] = counter()
     last_used_at: Mapped[datetime | None]
     # Worthiness factors (DESIGN.md "Methods"), each stored so the dashboard can explain it.
     worthiness: Mapped[float | None]
@@ -111,6 +113,17 @@ class Episode(Base):
     planner_latency_s: Mapped[float] = counter()
     fast_steps: Mapped[int] = counter()
     slow_steps: Mapped[int] = counter()
+    # What the episode cost, where it was paid: the LLM's tokens each way, the deliberate
+    # executor's and the fast path's decision seconds, the whole episode's wall seconds, and the
+    # subgoals the memory chose instead of the planner (and the planner answers replaced by the
+    # symbolic plan because they were unusable).
+    planner_tokens_in: Mapped[int] = counter()
+    planner_tokens_out: Mapped[int] = counter()
+    memory_decisions: Mapped[int] = counter()
+    planner_fallbacks: Mapped[int] = counter()
+    executor_s: Mapped[float] = counter()
+    fast_s: Mapped[float] = counter()
+    wall_s: Mapped[float] = counter()
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
 
@@ -134,6 +147,12 @@ class Segment(Base):
     steps: Mapped[int]
     wall_s: Mapped[float]
     planner_calls: Mapped[int] = counter()
+    planner_tokens: Mapped[int] = counter()
+    planner_s: Mapped[float] = counter()  # the planner's seconds for the decision that chose this subgoal
+    # Who chose this subgoal (memory.columns.DECIDERS) and what the agent saw when it did: the
+    # plan-level memory learns "which subgoal next" from these.
+    decided_by: Mapped[str] = mapped_column(String(16), default="planner", server_default="planner")
+    context: Mapped[dict | None]
     # The fast-path failure this slow-path segment took over from (a failure-correction pair).
     corrects_segment_id: Mapped[int | None] = mapped_column(
         ForeignKey("segments.id", ondelete="SET NULL"))
@@ -144,6 +163,8 @@ class Segment(Base):
 class Expert(Base):
     __tablename__ = "experts"
     id: Mapped[int] = mapped_column(primary_key=True)
+    # action: how to act on a subgoal (the policy's experts); plan: which subgoal next
+    kind: Mapped[str] = mapped_column(String(16), default="action", server_default="action")
     game: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(32))
     skill: Mapped[str | None] = mapped_column(String(128))
@@ -162,6 +183,7 @@ class Expert(Base):
 class Job(Base):
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="action", server_default="action")  # as Expert.kind
     game: Mapped[str] = mapped_column(String(64))
     skill: Mapped[str | None] = mapped_column(String(128))
     category: Mapped[str | None] = mapped_column(String(32))

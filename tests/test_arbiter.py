@@ -7,6 +7,7 @@ from agent.fast_path import FastPolicy
 from agent.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
+from memory.protocol import FastPath, Measured, Proposal
 from memory.registry import ExpertRef
 
 CATALOG = make_env("crafter").catalog
@@ -21,18 +22,34 @@ class Stubborn:
         self._evidence, self.version = evidence, version
         self.calls = 0
 
-    def covers(self, category):
-        return category == "gather"
+    def reset(self, seed, world=None):
+        pass
 
-    def confidence(self, skill):
-        return 1.0
+    def covers(self, category, level="action"):
+        return level == "action" and category == "gather"
 
-    def evidence(self, skill):
-        return self._evidence
+    def confidence(self, name, level="action"):
+        return Measured(1.0, self._evidence)
 
     def act(self, obs, skill):
         self.calls += 1
         return "noop"
+
+    def done(self):
+        return False
+
+    def propose(self, context, category):
+        return None
+
+
+def test_every_fast_path_implements_the_one_protocol():
+    from memory.plan_cache import PlanCache
+    from memory.retrieval import SkillLibrary
+
+    env = make_env("crafter")
+    library = SkillLibrary(len(env.cell_names), list(env.catalog.items), env.action_names)
+    for fast in (Stubborn(), _policy(), PlanCache(), library):
+        assert isinstance(fast, FastPath), type(fast).__name__
 
 
 def test_trust_pools_the_gate_with_live_attempts():
@@ -66,16 +83,25 @@ def test_danger_and_uncovered_categories_keep_the_slow_path():
     assert Arbiter().path_for(WOOD) == "slow"  # no fast path at all
 
 
+def _policy(*refs: ExpertRef, plans: tuple[ExpertRef, ...] = ()) -> FastPolicy:
+    """A FastPolicy with the registry's records only (the trust and cost rules): no base to load."""
+    fast = FastPolicy.__new__(FastPolicy)
+    fast.index = {r.category: i for i, r in enumerate(refs)}
+    fast.experts = {r.category: r for r in refs}
+    fast.category_of = {s.name: s.category for s in CATALOG}
+    fast.plan_experts = {r.category: r for r in plans}
+    fast.plans, fast.version = None, 1
+    return fast
+
+
 def test_an_expert_trusts_only_the_skills_its_gate_measured():
-    fast = FastPolicy.__new__(FastPolicy)  # the trust rules only: no base to load
-    fast.index = {"gather": 0}
-    fast.experts = {"gather": ExpertRef("gather", "x", 1, {"collect_wood": 0.75}, {"collect_wood": 4})}
-    assert (fast.confidence(WOOD), fast.evidence(WOOD)) == (0.75, 4)
+    fast = _policy(ExpertRef("gather", "x", 1, {"collect_wood": 0.75}, {"collect_wood": 4}))
+    assert fast.confidence("collect_wood") == Measured(0.75, 4)
     stone = CATALOG["collect_stone"]  # same category, never measured by the gate
-    assert (fast.confidence(stone), fast.evidence(stone)) == (0.0, 0)
+    assert fast.confidence("collect_stone") == Measured(0.0, 0)
     assert Arbiter(fast).path_for(stone) == "slow"
     fast.experts = {"gather": ExpertRef("gather", "x", 1)}  # promoted with no gate (a baseline)
-    assert (fast.confidence(stone), fast.evidence(stone)) == (1.0, 1)
+    assert fast.confidence("collect_stone") == Measured(1.0, 1)
 
 
 def test_live_failures_in_the_game_move_the_skill_back_to_the_slow_path():
@@ -133,8 +159,8 @@ def test_forcing_one_skill_keeps_every_other_on_the_slow_path():
 def test_measure_fast_attempts_the_measured_skill_with_its_prerequisites_on_the_slow_path():
     from agent.evaluation import measure_fast
 
-    class NoStats:  # measure_fast reads only the skills' mean steps from the store
-        def mean_steps(self, game):
+    class NoStats:  # measure_fast reads only what the slow path costs from the store
+        def path_costs(self, game):
             return {}
 
     env = make_env("crafter")
@@ -160,14 +186,15 @@ def test_a_fast_attempt_gets_budget_factor_times_the_mean_slow_steps():
 
 def test_a_fast_path_that_succeeds_at_too_high_a_cost_loses_the_subgoal():
     """collect_wood takes the slow path 6 steps: a fast path that always succeeds but in 20
-    steps costs 3.3× that, over the limit of 2×, once COST_TRIES attempts have shown it."""
-    arbiter = Arbiter(Stubborn(evidence=4), slow_mean_steps={"collect_wood": 6.0})
+    steps costs 3.3× that, over the limit (no worse than the executor, 1×), once COST_TRIES
+    attempts have shown it."""
+    arbiter = Arbiter(Stubborn(evidence=4), slow_mean_steps={"collect_wood": 6.0}, max_cost=2.0)
     for _ in range(COST_TRIES - 1):
         arbiter.record(WOOD, "success", 20)
         assert arbiter.path_for(WOOD) == "fast"  # too few attempts to judge the cost
     arbiter.record(WOOD, "success", 20)
     assert arbiter.trust(WOOD) == 1.0 and not arbiter.affordable(WOOD) and arbiter.path_for(WOOD) == "slow"
-    cheap = Arbiter(Stubborn(evidence=4), slow_mean_steps={"collect_wood": 6.0})
+    cheap = Arbiter(Stubborn(evidence=4), slow_mean_steps={"collect_wood": 6.0}, max_cost=2.0)
     for steps, outcome in ((8, "success"), (10, "success"), (14, "failure")):  # 10.7 + 1/3 × 6 = 12.7 > 12
         cheap.record(WOOD, outcome, steps)
     assert cheap.path_for(WOOD) == "slow"
@@ -176,23 +203,74 @@ def test_a_fast_path_that_succeeds_at_too_high_a_cost_loses_the_subgoal():
     assert Arbiter(Stubborn(), {"collect_wood": 6.0}, max_cost=None).affordable(WOOD)  # not weighed
 
 
+def test_by_default_the_fast_path_acts_only_where_it_costs_no_more_than_the_executor():
+    """Steps and seconds: 7 steps a subgoal against the executor's 6 is worse; so are as many
+    steps in twice the seconds (a policy's forward pass against a breadth-first search)."""
+    arbiter = Arbiter(Stubborn(evidence=0), {"collect_wood": 6.0}, {"collect_wood": 0.01})
+    for _ in range(COST_TRIES):
+        arbiter.record(WOOD, "success", 7, 0.005)
+    assert not arbiter.affordable(WOOD)
+    same_steps = Arbiter(Stubborn(evidence=0), {"collect_wood": 6.0}, {"collect_wood": 0.01})
+    for _ in range(COST_TRIES):
+        same_steps.record(WOOD, "success", 6, 0.02)
+    assert not same_steps.affordable(WOOD)
+    cheaper = Arbiter(Stubborn(evidence=0), {"collect_wood": 6.0}, {"collect_wood": 0.01})
+    for _ in range(COST_TRIES):
+        cheaper.record(WOOD, "success", 5, 0.008)
+    assert cheaper.affordable(WOOD) and cheaper.path_for(WOOD) == "fast"
+
+
 def test_the_gates_measured_cost_counts_before_any_live_attempt():
     """An expert whose held-out attempts at the gate cost 3.3× the slow path's steps starts on
     the slow path; one whose gate attempts were cheap starts fast, until live attempts say
     otherwise (the two are pooled)."""
-    fast = FastPolicy.__new__(FastPolicy)  # the cost rules only: no base to load
-    fast.index = {"gather": 0}
-    fast.experts = {"gather": ExpertRef("gather", "x", 1, {"collect_wood": 1.0}, {"collect_wood": 4},
-                                        {"collect_wood": 80})}
-    assert fast.gate_cost(WOOD) == (4, 4, 80)
-    assert Arbiter(fast, {"collect_wood": 6.0}).path_for(WOOD) == "slow"  # 20 steps a subgoal > 2 × 6
+    fast = _policy(ExpertRef("gather", "x", 1, {"collect_wood": 1.0}, {"collect_wood": 4}, {"collect_wood": 80}))
+    assert fast.confidence("collect_wood") == Measured(1.0, 4, 80)
+    assert Arbiter(fast, {"collect_wood": 6.0}, max_cost=2.0).path_for(WOOD) == "slow"  # 20 steps a subgoal > 2 × 6
     fast.experts["gather"] = ExpertRef("gather", "x", 1, {"collect_wood": 0.75}, {"collect_wood": 4},
                                        {"collect_wood": 30})
-    arbiter = Arbiter(fast, {"collect_wood": 6.0})
+    arbiter = Arbiter(fast, {"collect_wood": 6.0}, max_cost=2.0)
     assert arbiter.path_for(WOOD) == "fast"  # 7.5 + 1/4 × 6 = 9 ≤ 12
     for _ in range(4):
         arbiter.record(WOOD, "success", 30)
     assert arbiter.path_for(WOOD) == "slow"  # (30 + 120) / 8 + 1/8 × 6 = 19.5 > 12
     fast.experts["gather"] = ExpertRef("gather", "x", 1, {"collect_wood": 1.0}, {"collect_wood": 4})
-    assert fast.gate_cost(WOOD) is None  # a store whose gate did not count steps: live alone
+    assert fast.confidence("collect_wood").steps is None  # a store whose gate did not count steps: live alone
     assert Arbiter(fast, {"collect_wood": 6.0}).path_for(WOOD) == "fast"
+
+
+class Proposer(Stubborn):
+    """A plan-level memory for craft tasks that always proposes `subgoal` with `p`."""
+
+    def __init__(self, subgoal="collect_wood", p=0.99, rate=1.0, attempts=4):
+        super().__init__()
+        self.subgoal, self.p, self.gate = subgoal, p, Measured(rate, attempts)
+
+    def covers(self, category, level="action"):
+        return level == "plan" and category == "craft"
+
+    def confidence(self, name, level="action"):
+        return self.gate if level == "plan" and name == "make_wood_pickaxe" else Measured()
+
+    def propose(self, context, category):
+        return Proposal((self.subgoal,), self.p)
+
+
+def test_the_memory_proposes_only_for_measured_tasks_it_is_sure_of():
+    context = {"task": "make_wood_pickaxe"}
+    assert Arbiter(Proposer()).propose("make_wood_pickaxe", "craft", context).subgoals == ("collect_wood",)
+    assert Arbiter(Proposer()).propose("make_stone_pickaxe", "craft", context) is None  # novel task
+    assert Arbiter(Proposer()).propose("collect_wood", "gather", context) is None  # not covered
+    assert Arbiter(Proposer(p=0.6)).propose("make_wood_pickaxe", "craft", context) is None  # unsure
+    assert Arbiter(Proposer(rate=0.25)).propose("make_wood_pickaxe", "craft", context) is None  # gate
+    assert Arbiter(Proposer(rate=0.0), force_plan=True).propose("make_wood_pickaxe", "craft", context)
+
+
+def test_failed_proposals_move_a_task_back_to_the_planner():
+    arbiter = Arbiter(Proposer(attempts=2))
+    arbiter.record_plan("make_wood_pickaxe", "failure")
+    arbiter.record_plan("make_wood_pickaxe", "interrupted")  # no verdict on the choice
+    assert arbiter.plan_trust("make_wood_pickaxe") == 2 / 3
+    arbiter.record_plan("make_wood_pickaxe", "timeout")
+    arbiter.record_plan("make_wood_pickaxe", "failure")
+    assert arbiter.propose("make_wood_pickaxe", "craft", {}) is None

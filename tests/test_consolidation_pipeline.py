@@ -74,8 +74,10 @@ def test_a_job_trains_gates_in_the_game_and_promotes(world):
     ref = fast.experts["build"]  # what the gate measured travels with the expert to the arbiter
     for skill, rate in ref.skill_success.items():
         assert ref.skill_steps[skill] >= ref.skill_attempts[skill] >= 1
-        assert fast.gate_cost(env_catalog()[skill]) == (round(rate * ref.skill_attempts[skill]),
-                                                        ref.skill_attempts[skill], ref.skill_steps[skill])
+        measured = fast.confidence(skill)
+        assert (measured.rate, measured.attempts, measured.steps) == (rate, ref.skill_attempts[skill],
+                                                                     ref.skill_steps[skill])
+        assert measured.seconds > 0  # the gate timed its attempts: the cost rule weighs seconds too
     with store.session() as s:  # forgetting is measured after every promotion
         assert s.query(Evaluation).filter_by(registry_version=row.id).count() >= 1
 

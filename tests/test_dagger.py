@@ -10,6 +10,7 @@ from envs import make_env
 from envs.tasks import resolve_task
 from memory import columns as C
 from memory.policy import SubgoalTokenizer
+from memory.protocol import Measured
 from memory.store import Store
 
 
@@ -18,17 +19,25 @@ class Idle:
 
     version = ("gather", 1)
 
-    def covers(self, category):
-        return category == "gather"
+    version = 1
 
-    def confidence(self, skill):
-        return 1.0
+    def reset(self, seed, world=None):
+        pass
 
-    def evidence(self, skill):
-        return 1
+    def covers(self, category, level="action"):
+        return level == "action" and category == "gather"
+
+    def confidence(self, name, level="action"):
+        return Measured(1.0, 1)
 
     def act(self, obs, skill):
         return "noop"
+
+    def done(self):
+        return False
+
+    def propose(self, context, category):
+        return None
 
 
 def _played(tmp_path):

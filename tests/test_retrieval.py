@@ -78,18 +78,19 @@ def test_covers_confidence_version_and_size(filled, library):
     store, env, _ = filled
     catalog = env.catalog
     wins = store.segments(path="slow", outcome="success")
-    assert library.version == len(wins)
+    decisions = sum(len(labels) for _, labels in library.decisions.values())
+    assert decisions > 0 and library.version == len(wins) + decisions
     assert library.steps() == sum(r.steps for r in wins)
     assert {c: library.covers(c) for c in ("gather", "build", "craft", "combat")} == {
         "gather": True, "build": True, "craft": True, "combat": False}
-    assert library.confidence(catalog["collect_wood"]) == 1.0
-    assert library.confidence(catalog["collect_stone"]) == 0.0  # same category, never remembered
+    assert library.confidence("collect_wood").rate == 1.0
+    assert library.confidence("collect_stone").attempts == 0  # same category, never remembered
     assert library.act(_obs(store.load_steps(wins[0].id), 0, library.items), "collect_stone") == "noop"
     assert library.size_bytes >= library.steps() * library.embed.dim * 4
     strict = SkillLibrary.for_env(store, env, min_segments=4)  # 3 episodes: 3 tables, 9 woods
     assert strict.covers("gather") and not strict.covers("build")
-    assert strict.confidence(catalog["collect_wood"]) == 1.0
-    assert strict.confidence(catalog["place_table"]) == 0.0
+    assert strict.confidence("collect_wood").rate == 1.0
+    assert strict.confidence("place_table").attempts == 0
 
 
 def test_embedding_is_deterministic_and_unit_norm(filled, library):

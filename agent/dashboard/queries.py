@@ -58,7 +58,9 @@ def categories(store: Store) -> list[str]:
 def _episode(e: Episode) -> EpisodeOut:
     return EpisodeOut(id=e.id, run_id=e.run_id, env=e.env, task=e.task, seed=e.seed,
                       status=e.status, steps=e.steps, reward=e.reward, error=e.error,
-                      planner_calls=e.planner_calls, fast_steps=e.fast_steps,
+                      planner_calls=e.planner_calls, planner_s=e.planner_latency_s,
+                      planner_tokens_in=e.planner_tokens_in, planner_tokens_out=e.planner_tokens_out,
+                      memory_decisions=e.memory_decisions, wall_s=e.wall_s, fast_steps=e.fast_steps,
                       slow_steps=e.slow_steps, fast_share=fast_share(e.fast_steps, e.slow_steps),
                       started_at=e.started_at, finished_at=e.finished_at)
 
@@ -160,7 +162,7 @@ def skill_success(metrics: dict | None) -> dict[str, float]:
 
 
 def _job(j: Job) -> JobOut:
-    return JobOut(id=j.id, game=j.game, skill=j.skill, category=j.category, reason=j.reason,
+    return JobOut(id=j.id, kind=j.kind, game=j.game, skill=j.skill, category=j.category, reason=j.reason,
                   status=j.status, worker=j.worker, attempts=j.attempts, error=j.error,
                   expert_id=j.expert_id, created_at=j.created_at, started_at=j.started_at,
                   finished_at=j.finished_at, wait_s=_seconds(j.created_at, j.started_at),

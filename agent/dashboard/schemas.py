@@ -63,6 +63,8 @@ class SegmentOut(BaseModel):
     planner_calls: int
     corrects_segment_id: int | None
     created_at: datetime
+    decided_by: str = Field("planner", description="who chose the subgoal: planner, cursor, memory, reflex, fallback")
+    planner_s: float = Field(0.0, description="the planner's seconds for the decision that chose it")
 
 
 class EpisodeOut(BaseModel):
@@ -76,6 +78,11 @@ class EpisodeOut(BaseModel):
     reward: float
     error: str | None
     planner_calls: int
+    planner_s: float = Field(0.0, description="seconds the slow planner took in this episode")
+    planner_tokens_in: int = 0
+    planner_tokens_out: int = 0
+    memory_decisions: int = Field(0, description="subgoals the plan-level memory chose instead of the planner")
+    wall_s: float = 0.0
     fast_steps: int
     slow_steps: int
     fast_share: float | None = Field(description="fast_steps / (fast_steps + slow_steps)")
@@ -102,6 +109,7 @@ class SkillDetailOut(BaseModel):
 
 class ExpertOut(BaseModel):
     id: int
+    kind: str = Field("action", description="action: how to act on a subgoal; plan: which subgoal next")
     game: str
     category: str
     skill: str | None
@@ -125,6 +133,7 @@ class ExpertOut(BaseModel):
 
 class JobOut(BaseModel):
     id: int
+    kind: str = "action"
     game: str
     skill: str | None
     category: str | None

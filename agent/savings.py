@@ -1,0 +1,411 @@
+"""`peam bench savings`: does consolidated experience replace the slow planner's calls?
+
+For each planner backend — `symbolic`; `hf:` on a random tiny local model (its answers are
+unusable, so every plan is the symbolic fallback after two model calls: the cost of a local
+model is measured, not its judgement); `openai:` against a loopback server that answers correct
+plans after a delay (agent/sim_llm.py, a simulated remote LLM) — the slow agent practises the
+craft chains (every `make_*` task of the catalog) on practice seeds, with its plan cursor. Then,
+per memory mode, a copy of that store is consolidated (peam / moram: a plan job for the craft
+tasks through the queue, worker and gate; retrieval / plan-cache: rebuilt from the records)
+and the agent plays the same tasks on unseen seeds with that backend. The slow agent without
+its cursor is measured too, on fewer episodes.
+
+Open-ended Crafter (symbolic backend, seeds 90000 onwards as memory_score.py): the slow agent
+practises open-ended games, each memory consolidates them (an `open` plan job), and every mode
+plays the same games; then the craft tasks are played again (forgetting). With the simulated
+LLM, a few open-ended games measure the wall time.
+
+Reported per backend and mode: planner calls, LLM tokens, wall seconds per episode, success
+per task, the share of subgoal decisions the memory made and of steps the fast path took;
+two PNGs; a markdown section for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from envs.errors import ConfigError
+
+BACKENDS = ("symbolic", "hf", "openai")
+MEMORIES = ("none", "retrieval", "plan-cache", "peam", "moram")
+PRACTICE_SEED = 20_000  # task j, episode k -> PRACTICE_SEED + 100 j + k
+EVAL_SEED = 30_000  # unseen by practice and by the gate (agent/evaluation.py uses 1,000,000+)
+OPEN_PRACTICE_SEED = 95_000
+SCORE_SEED = 90_000  # benchmarks/memory_score.py's seeds: the published 120-game figures
+
+
+@dataclass
+class SavingsConfig:
+    backends: tuple[str, ...] = BACKENDS
+    memories: tuple[str, ...] = MEMORIES
+    episodes: int = 24  # practice episodes per craft task
+    eval_episodes: int = 12  # unseen episodes per task and mode
+    cursorless_episodes: int = 2  # per task: the slow agent without its plan cursor
+    gate_episodes: int = 6  # held-out episodes per task at the plan gate
+    open_practice: int = 40  # open-ended practice games (0: skip the open-ended part)
+    open_games: int = 120  # open-ended games per mode, symbolic backend
+    open_llm_games: int = 3  # open-ended games with the simulated LLM (none and peam)
+    delay_s: float = 1.0  # the simulated remote LLM's answer delay
+    device: str = "cpu"
+    out: str = "benchmarks/savings"
+
+    def validate(self) -> None:
+        from agent.memory_modes import MODES
+
+        bad = [b for b in self.backends if b not in BACKENDS]
+        if bad:
+            raise ConfigError(f"unknown planner backend {bad[0]!r}; use {', '.join(BACKENDS)}")
+        bad = [m for m in self.memories if m not in MODES or m == "shared-lora"]
+        if bad:
+            raise ConfigError(f"unknown memory mode {bad[0]!r} for this benchmark; use {', '.join(MEMORIES)}")
+        if min(self.episodes, self.eval_episodes, self.gate_episodes) < 1:
+            raise ConfigError("episodes, eval_episodes and gate_episodes must be >= 1")
+        if min(self.cursorless_episodes, self.open_practice, self.open_games, self.open_llm_games) < 0:
+            raise ConfigError("cursorless_episodes, open_practice, open_games, open_llm_games must be >= 0")
+        if self.delay_s < 0:
+            raise ConfigError("delay_s must be >= 0")
+
+
+# -- one row of measurements ------------------------------------------------------------------
+
+def summarise(results) -> dict:
+    """Per-episode means of what a list of EpisodeResults cost and achieved."""
+    n = max(len(results), 1)
+    decided = sum(len(r.decided_by) - r.decided_by.count("reflex") for r in results)
+    steps = sum(r.steps for r in results)
+    return {"episodes": len(results), "successes": sum(r.success for r in results),
+            "calls": sum(r.planner_calls for r in results) / n,
+            "tokens_in": sum(r.tokens_in for r in results) / n,
+            "tokens_out": sum(r.tokens_out for r in results) / n,
+            "planner_s": sum(r.planner_s for r in results) / n,
+            "wall_s": sum(r.wall_s for r in results) / n,
+            "wall_median_s": statistics.median(r.wall_s for r in results) if results else 0.0,
+            "steps": steps / n, "unlocked": sum(len(r.unlocked) for r in results) / n,
+            "memory_share": sum(r.memory_decisions for r in results) / max(decided, 1),
+            "fast_share": sum(r.fast_steps for r in results) / max(steps, 1),
+            "fallbacks": sum(r.fallbacks for r in results) / n}
+
+
+def _play(runner, tasks, episodes: int, seed0: int, progress=None, bar=None) -> dict[str, list]:
+    from envs.tasks import resolve_task
+
+    out = {}
+    for j, name in enumerate(tasks):
+        task = resolve_task(name, runner.env.catalog)
+        out[name] = []
+        for k in range(episodes):
+            out[name].append(runner.run_episode(task, seed0 + 100 * j + k))
+            if progress is not None:
+                progress.advance(bar)
+    return out
+
+
+# -- the backends -------------------------------------------------------------------------------
+
+class Backends:
+    """The planners the benchmark compares, and what they need running (the loopback server)."""
+
+    def __init__(self, catalog, work: Path, delay_s: float):
+        self.catalog, self.work, self.delay_s = catalog, work, delay_s
+        self.server = None
+
+    def planner(self, name: str):
+        from agent.llm_planner import LLMOptions, make_planner
+
+        if name == "symbolic":
+            return make_planner("symbolic", self.catalog)
+        if name == "hf":
+            path = self.work / "tiny-llm"
+            if not path.exists():
+                from agent.sim_llm import random_causal_lm
+
+                corpus = [*self.catalog.names, '{"subgoals": [], "rationale": ""}', "inventory requires gives near"]
+                random_causal_lm(path, corpus)
+            return make_planner(f"hf:{path}", self.catalog, options=LLMOptions(max_new_tokens=32, dtype="float32"))
+        if self.server is None:
+            from agent.sim_llm import SimulatedLLM
+
+            self.server = SimulatedLLM(self.catalog.game, self.delay_s).start()
+        from agent.sim_llm import SIMULATED_MODEL
+
+        return make_planner(f"openai:{self.server.url}", self.catalog,
+                            options=LLMOptions(model=SIMULATED_MODEL, timeout_s=30 + 2 * self.delay_s))
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
+
+def label(name: str, delay_s: float) -> str:
+    return {"symbolic": "symbolic", "hf": "hf: tiny random model (CPU)",
+            "openai": f"openai: simulated remote LLM, {delay_s:g} s"}[name]
+
+
+# -- consolidating one memory mode ----------------------------------------------------------------
+
+def consolidate(memory: str, store, env, models: Path, categories: list[str], cfg: SavingsConfig, log: list[str]):
+    """Turn the store's experience into `memory`'s fast path; returns it (None for `none`)."""
+    from agent.memory_modes import expert_fast_path
+
+    if memory == "none":
+        return None
+    if memory == "retrieval":
+        from memory.retrieval import SkillLibrary
+
+        return SkillLibrary.for_env(store, env)
+    if memory == "plan-cache":
+        from memory.plan_cache import PlanCache
+
+        return PlanCache.from_store(store, env.name, env.catalog)
+    from agent.evaluation import plan_success
+    from consolidation.plan_pipeline import PlanJobConfig, run_plan_pipeline
+    from consolidation.plan_training import PlanTrainingConfig
+    from consolidation.queue import enqueue
+    from consolidation.worker import Worker
+
+    training = PlanTrainingConfig(device=cfg.device, routing="moram" if memory == "moram" else "category")
+    job_cfg = PlanJobConfig(eval_episodes=cfg.gate_episodes, training=training)
+
+    def process(job, beat):
+        return run_plan_pipeline(store, job, beat, models_dir=models, config=job_cfg,
+                                 evaluate=lambda refs, tasks, n: plan_success(store, models, env.name, refs, tasks, n, cfg.device))
+
+    for category in categories:
+        enqueue(store, game=env.name, category=category, kind="plan", reason=f"savings benchmark ({memory})")
+    worker = Worker(store, process, lease_s=3600, name="savings")
+    while (job := worker.run_once()) is not None:
+        m = job.metrics or {}
+        log.append(f"{memory}: plan job #{job.id} {job.target} {job.status}"
+                   + (f": held-out score {m.get('candidate_score')} vs slow {m.get('slow_score')}, "
+                      f"{m.get('proposals')} proposals, {m.get('decisions')} decisions, val acc "
+                      f"{100 * (m.get('val_accuracy') or 0):.0f}%" if "candidate_score" in m else f" {job.error or ''}"))
+    return expert_fast_path(memory, store, env.name, models, cfg.device)
+
+
+# -- the benchmark ------------------------------------------------------------------------------
+
+def run_savings(cfg: SavingsConfig, console=None) -> dict:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agent.arbiter import Arbiter
+    from agent.runner import Runner
+    from envs import make_env
+    from envs.tasks import OPEN_ENDED
+    from memory.plan_policy import plan_category
+    from memory.store import Store
+
+    cfg.validate()
+    console = console or Console()
+    env = make_env("crafter")
+    tasks = [s.name for s in env.catalog if s.category == "craft"]
+    categories = sorted({plan_category(t, env.catalog) for t in tasks})
+    work = Path(tempfile.mkdtemp(prefix="peam-savings-"))
+    backends = Backends(env.catalog, work, cfg.delay_s)
+    result = {"config": asdict(cfg), "tasks": tasks, "backends": {}, "log": [], "work": str(work)}
+    open_part = bool(cfg.open_practice) and "symbolic" in cfg.backends
+    t_start = time.perf_counter()
+    total = (len(cfg.backends) * len(tasks) * (cfg.episodes + cfg.cursorless_episodes
+                                               + cfg.eval_episodes * len(cfg.memories))
+             + open_part * (cfg.open_practice + len(cfg.memories) * (cfg.open_games + len(tasks) * cfg.eval_episodes)
+                            + 2 * cfg.open_llm_games * ("openai" in cfg.backends)))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    kept = {}  # memory -> (fast path, store): the symbolic stores, for the open-ended games with the LLM
+    try:
+        with Progress(*columns, console=console, transient=False) as progress:
+            bar = progress.add_task("savings", total=total)
+
+            def say(text: str) -> None:
+                progress.update(bar, description=f"savings: {text}")
+
+            for backend in cfg.backends:
+                planner = backends.planner(backend)
+                with_open = open_part and backend == "symbolic"
+                root = work / backend
+                root.mkdir()
+                say(f"{backend}: the slow agent practises")
+                practice = Store.open(f"sqlite:///{root}/practice.db")
+                practice.sync_skills(env.catalog)
+                run_id = practice.start_run(env=env.name, task="savings practice", planner=backend,
+                                            memory_mode="none", config={})
+                recorder = Runner(env, planner, practice, run_id)
+                _play(recorder, tasks, cfg.episodes, PRACTICE_SEED, progress, bar)
+                if with_open:
+                    _play(recorder, [OPEN_ENDED], cfg.open_practice, OPEN_PRACTICE_SEED, progress, bar)
+                practice.finish_run(run_id, "finished")
+                practice.close()
+                say(f"{backend}: the slow agent without its cursor")
+                rows = {"cursorless": _play(Runner(env, planner, cursor=False), tasks, cfg.cursorless_episodes,
+                                            EVAL_SEED, progress, bar)}
+                for memory in cfg.memories:
+                    say(f"{backend}: {memory} consolidates")
+                    shutil.copy(root / "practice.db", root / f"{memory}.db")
+                    store = Store.open(f"sqlite:///{root}/{memory}.db")
+                    models = root / f"models-{memory}"
+                    fast = consolidate(memory, store, env, models, categories, cfg, result["log"])
+                    say(f"{backend}: {memory} plays unseen seeds")
+                    rows[memory] = _play(Runner(env, planner, arbiter=Arbiter.from_store(fast, store, env.name)),
+                                         tasks, cfg.eval_episodes, EVAL_SEED, progress, bar)
+                    if with_open:
+                        result.setdefault("open", {"games": cfg.open_games, "rows": {}, "llm": {}, "craft_after": {}})
+                        fast = _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result,
+                                           progress, bar, say)
+                        kept[memory] = (fast, store)
+                    else:
+                        store.close()
+                result["backends"][backend] = {
+                    "label": label(backend, cfg.delay_s),
+                    "rows": {m: {"all": summarise([r for rs in per.values() for r in rs]),
+                                 "tasks": {t: summarise(rs) for t, rs in per.items()}} for m, per in rows.items()}}
+                if hasattr(planner, "close"):
+                    planner.close()
+            if kept and "openai" in cfg.backends and cfg.open_llm_games:
+                llm = backends.planner("openai")
+                for memory in ("none", "peam"):
+                    if memory in kept:
+                        fast, store = kept[memory]
+                        say(f"open-ended: {memory} with the simulated LLM")
+                        runner = Runner(env, llm, arbiter=Arbiter.from_store(fast, store, env.name))
+                        result["open"]["llm"][memory] = summarise(
+                            _play(runner, [OPEN_ENDED], cfg.open_llm_games, SCORE_SEED, progress, bar)[OPEN_ENDED])
+                llm.close()
+    finally:
+        for _, store in kept.values():
+            store.close()
+        backends.close()
+    result["wall_s"] = time.perf_counter() - t_start
+    result["plots"] = plots(result, Path(cfg.out))
+    return result
+
+
+def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, progress, bar, say):
+    """The second stage, symbolic backend: consolidate the open-ended games on top of the craft
+    stage (an `open` plan job), play the open-ended games, then the craft tasks again
+    (forgetting). Returns the memory after the stage."""
+    from agent.arbiter import Arbiter
+    from agent.runner import Runner
+    from envs.crafter import crafter_score, game_data
+    from envs.tasks import OPEN_ENDED
+    from memory.columns import OPEN
+
+    if memory in ("peam", "moram"):
+        say(f"open-ended: {memory} consolidates")
+        fast = consolidate(memory, store, env, models, [OPEN], cfg, result["log"])
+    say(f"open-ended: {memory} plays {cfg.open_games} games")
+    runner = Runner(env, planner, arbiter=Arbiter.from_store(fast, store, env.name))
+    games = _play(runner, [OPEN_ENDED], cfg.open_games, SCORE_SEED, progress, bar)[OPEN_ENDED]
+    rates = [100 * sum(a in r.unlocked for r in games) / max(len(games), 1) for a in game_data()["achievements"]]
+    result["open"]["rows"][memory] = {**summarise(games), "score": crafter_score(rates) if games else 0.0}
+    say(f"open-ended: {memory}, the craft tasks again (forgetting)")
+    per = _play(runner, tasks, cfg.eval_episodes, EVAL_SEED, progress, bar)
+    result["open"]["craft_after"][memory] = {"all": summarise([r for rs in per.values() for r in rs]),
+                                             "intact": _experts_intact(store)}
+    return fast
+
+
+def _experts_intact(store) -> bool:
+    """Every promoted plan expert's file still has the digest it was registered with."""
+    from memory.expert_io import sha256_of
+    from memory.registry import promoted
+
+    return all(sha256_of(r.path) == r.sha256 for r in promoted(store, "crafter", "plan"))
+
+
+# -- the report ---------------------------------------------------------------------------------
+
+def plots(result: dict, out: Path) -> dict[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    backends = list(result["backends"])
+    modes = ["cursorless"] + [m for m in result["config"]["memories"]]
+    for key, title, unit in (("calls", "planner calls per episode", "calls"),
+                             ("wall_s", "wall time per episode", "s")):
+        fig, axes = plt.subplots(1, max(len(backends), 1), figsize=(4.5 * max(len(backends), 1), 3.6), squeeze=False)
+        for ax, backend in zip(axes[0], backends):
+            rows = result["backends"][backend]["rows"]
+            values = [rows[m]["all"][key] if m in rows else 0 for m in modes]
+            ax.bar(range(len(modes)), values, color=["#bbbbbb", "#777777"] + ["#4c72b0"] * (len(modes) - 2))
+            ax.set_xticks(range(len(modes)), ["no cursor" if m == "cursorless" else m for m in modes],
+                          rotation=30, ha="right")
+            ax.set_title(result["backends"][backend]["label"], fontsize=9)
+            ax.set_ylabel(unit)
+        fig.suptitle(f"craft tasks, unseen seeds: {title} (slow agent: no cursor, none)")
+        fig.tight_layout()
+        path = out / f"savings_{'calls' if key == 'calls' else 'wall'}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths[key] = str(path)
+    return paths
+
+
+def markdown(result: dict, command: str, relative_to: str | None = None) -> str:
+    import os
+    import platform
+
+    import torch
+
+    cfg = result["config"]
+    when = time.strftime("%Y-%m-%d %H:%M")
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+    rel = (lambda p: os.path.relpath(p, relative_to)) if relative_to else (lambda p: p)
+    lines = [f"## Savings: planner calls replaced by the memory ({when})", "",
+             f"`{command}` — {machine}; {result['wall_s'] / 60:.0f} min. Craft tasks "
+             f"({', '.join(result['tasks'])}): {cfg['episodes']} practice episodes each, then "
+             f"{cfg['eval_episodes']} unseen seeds each per mode; the slow agent without its cursor on "
+             f"{cfg['cursorless_episodes']} per task. Calls, tokens and seconds are per episode.", ""]
+    for backend, data in result["backends"].items():
+        rows = data["rows"]
+        none = rows.get("none", {}).get("all")
+        lines += [f"**{data['label']}**", "",
+                  "| agent | success | planner calls | vs slow | tokens in/out | wall s | vs slow | subgoals by memory | fast steps |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for mode, row in rows.items():
+            a = row["all"]
+            if not a["episodes"]:
+                continue
+            name = "slow, no cursor" if mode == "cursorless" else ("slow (cursor)" if mode == "none" else mode)
+            fewer = ""
+            if none and none["calls"] and mode != "none":
+                fewer = f"{100 * (a['calls'] / none['calls'] - 1):+.0f}%"
+            speed = f"{none['wall_s'] / a['wall_s']:.1f}×" if none and a["wall_s"] and mode != "none" else ""
+            lines.append(f"| {name} | {a['successes']}/{a['episodes']} | {a['calls']:.2f} | {fewer} | "
+                         f"{a['tokens_in']:.0f}/{a['tokens_out']:.0f} | {a['wall_s']:.2f} | {speed} | "
+                         f"{100 * a['memory_share']:.0f}% | {100 * a['fast_share']:.0f}% |")
+        lines.append("")
+        per_task = " · ".join(f"{t} " + "/".join(f"{row['tasks'][t]['successes']}" for row in rows.values())
+                              for t in result["tasks"])
+        lines += [f"Successes per task ({' / '.join(rows)}): {per_task}.", ""]
+    if result.get("open"):
+        op = result["open"]
+        lines += [f"**Open-ended Crafter, {op['games']} games (seeds {SCORE_SEED}–{SCORE_SEED + op['games'] - 1}), "
+                  f"symbolic planner, after {cfg['open_practice']} practice games**", "",
+                  "| agent | Crafter score | planner calls / game | subgoals by memory | fast steps | mean steps | wall s / game |",
+                  "|---|---|---|---|---|---|---|"]
+        for mode, a in op["rows"].items():
+            lines.append(f"| {'slow (cursor)' if mode == 'none' else mode} | {a['score']:.1f}% | {a['calls']:.1f} | "
+                         f"{100 * a['memory_share']:.0f}% | {100 * a['fast_share']:.0f}% | {a['steps']:.0f} | {a['wall_s']:.2f} |")
+        lines.append("")
+        if op["llm"]:
+            lines += [f"With the simulated LLM ({cfg['delay_s']:g} s), {cfg['open_llm_games']} games: "
+                      + "; ".join(f"{m}: {a['calls']:.1f} calls, {a['wall_s']:.1f} s per game"
+                                  for m, a in op["llm"].items()) + ".", ""]
+        if op.get("craft_after"):
+            lines += ["Forgetting: the craft tasks again after the open-ended stage (same unseen seeds): "
+                      + "; ".join(f"{m} {a['all']['successes']}/{a['all']['episodes']} succeeded, "
+                                  f"{a['all']['calls']:.2f} calls per episode, plan expert files unchanged: {a['intact']}"
+                                  for m, a in op["craft_after"].items()) + ".", ""]
+    if result["log"]:
+        lines += ["Consolidation: " + "; ".join(result["log"]) + ".", ""]
+    lines += [f"![planner calls]({rel(result['plots']['calls'])}) ![wall time]({rel(result['plots']['wall_s'])})", ""]
+    return "\n".join(lines)
