@@ -31,6 +31,7 @@ import numpy as np
 
 from envs.base import Observation
 from envs.catalog import Skill
+from memory.columns import OPEN
 from memory.protocol import FastPath, Proposal
 
 ADEQUATE = 0.5  # held-out success above which the fast path is worth trying first
@@ -39,12 +40,13 @@ STALL_STEPS = 8  # steps with no change on screen or in the inventory: the polic
 # path's: 1.0, no worse than the executor (issue "Memory that saves the slow path", item 6).
 MAX_COST = 1.0
 COST_TRIES = 3  # attempts (the gate's and live ones) before the cost is weighed
-# The plan-level memory's own probability of its proposal under which the planner is asked: a
-# proposal the memory is not sure of is one the planner should make. In open-ended play a
-# choice unlike the planner's changes the whole game; at 0.5 the memory made 98% fewer calls
-# but scored 55.7% against the slow agent's 62.3% on the same 40 games, at 0.8 60.3%, at 0.95
-# 63.8% with 79% fewer calls (benchmarks/RESULTS.md, "Savings").
-PROPOSE_CONFIDENCE = 0.95
+# The plan-level memory's own probability of its proposal under which the planner is asked.
+# On a focused task a wrong proposal costs one subgoal (it fails or leads nowhere, and a failure
+# goes to the planner), so the memory answers whenever its choice is the likely one. In
+# open-ended play nothing fails: a choice unlike the planner's changes the rest of the game, so
+# the memory answers only when it is sure (both measured in benchmarks/RESULTS.md, "Savings").
+PROPOSE_CONFIDENCE = 0.5
+OPEN_PROPOSE_CONFIDENCE = 0.95
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Arbiter:
     # (None: cost is not weighed).
     max_cost: float | None = MAX_COST
     plan_confidence: float = PROPOSE_CONFIDENCE
+    open_plan_confidence: float = OPEN_PROPOSE_CONFIDENCE
     live: dict[str, list[float]] = field(default_factory=dict)  # skill -> [successes, attempts, steps, seconds] live
     live_plans: dict[str, list[int]] = field(default_factory=dict)  # task -> [successes, proposals] live
     _live_version: object = None
@@ -142,7 +145,8 @@ class Arbiter:
         if not self.force_plan and self.plan_trust(task) < ADEQUATE:
             return None
         proposal = self.fast.propose(context, category)
-        if proposal is None or not proposal.subgoals or proposal.confidence < self.plan_confidence:
+        sure = self.open_plan_confidence if category == OPEN else self.plan_confidence
+        if proposal is None or not proposal.subgoals or proposal.confidence < sure:
             return None
         return proposal
 

@@ -82,7 +82,8 @@ def run_plan_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, eval
         _set_status(store, candidate.expert_id, "rejected")
         return JobOutcome("rejected", candidate.expert_id, {**metrics, "rejected": "file not intact"})
     # In MoRAM's case the earlier groups are part of the candidate (they are loaded with it).
-    refs = others + [ExpertRef(category, candidate.path, candidate.expert_id)]
+    refs = others + [ExpertRef(category, candidate.path, candidate.expert_id,
+                               support=candidate.metrics.get("support"))]
     with_candidate = evaluate(refs, tasks, cfg.eval_episodes)
     heartbeat()
     slow = evaluate(None, tasks, cfg.eval_episodes)

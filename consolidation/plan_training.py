@@ -75,6 +75,13 @@ class PlanData:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def support(self, spec: PlanSpec) -> dict[str, list[str]]:
+        """Per task, the subgoals the planner ever chose for it: what the memory may propose."""
+        seen: dict[str, set[int]] = {}
+        for task, y in zip(self.tasks, self.y.tolist()):
+            seen.setdefault(task, set()).add(y)
+        return {task: [spec.skills[i] for i in sorted(ys)] for task, ys in sorted(seen.items())}
+
     def split(self, val_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Train / validation indices, split by episode (no episode on both sides)."""
         episodes = sorted(set(self.episode.tolist()))
@@ -183,6 +190,7 @@ def train_plan_expert(store, *, models_dir: str | Path, game: str, catalog, cate
     digest = save_expert(net, CANDIDATE, path, lora)
     n_params = sum(p.numel() for p in params)
     metrics = {**fit, "seconds": time.perf_counter() - t0, "decisions": len(data), "tasks": data.counts,
+               "support": data.support(spec),
                "pairs": int(len(data.chosen)), "reference": current_path or "base",
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}

@@ -177,7 +177,10 @@ class PlanMemory:
     """The frozen plan base with the promoted plan expert of each task category.
 
     `propose(context)` routes to the category's expert and returns (skill, probability) for
-    the most likely next subgoal; `None` where no expert covers the task's category.
+    the most likely next subgoal; `None` where no expert covers the task's category. An expert
+    proposes for a task only the subgoals the planner ever chose for it in its training data
+    (its support, recorded at training): sibling tasks share every state but the goal, and a
+    pickaxe chain must not end with the sword. A task outside the support is novel: None.
     """
 
     def __init__(self, models_dir: str | Path, experts: list, device: str = "cpu"):
@@ -189,6 +192,12 @@ class PlanMemory:
         self.device = torch.device(device)
         self.experts = {e.category: e for e in experts}
         self.index: dict[str, int] = {}
+        self.support: dict[str, dict[str, torch.Tensor]] = {}  # category -> task -> (S,) bool
+        for e in experts:
+            if e.support is not None:
+                self.support[e.category] = {
+                    task: torch.tensor([s in names for s in self.spec.skills], device=self.device)
+                    for task, names in e.support.items()}
         self.routing = "category"
         if experts:
             _, cfg = read_expert(experts[0].path)
@@ -221,5 +230,12 @@ class PlanMemory:
         if category not in self.index or context.get("task") not in self.spec.tasks:
             return None
         probs = self.probabilities(context, category)
+        support = self.support.get(category)
+        if support is not None:
+            allowed = support.get(context["task"])
+            if allowed is None or not bool(allowed.any()):
+                return None
+            probs = torch.where(allowed, probs, 0.0)
+            probs = probs / probs.sum().clamp_min(1e-12)
         best = int(probs.argmax())
         return self.spec.skills[best], float(probs[best])

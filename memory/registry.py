@@ -116,10 +116,11 @@ class ExpertRef:
     skill_seconds: dict[str, float] | None = None  # and their wall seconds
     # A plan expert's names are tasks: its held-out proposals per task that led to a
     # successful subgoal (skill_success) and how many there were (skill_attempts).
+    support: dict[str, list[str]] | None = None  # plan expert: per task, the subgoals it may propose
 
 
 def ref_of(row: ExpertRow) -> ExpertRef:
     metrics = row.metrics or {}
     return ExpertRef(row.category, row.path, row.id, metrics.get("skill_success"),
                      metrics.get("skill_attempts"), metrics.get("skill_steps"),
-                     metrics.get("skill_seconds"))
+                     metrics.get("skill_seconds"), metrics.get("support"))

@@ -194,6 +194,52 @@ def test_a_novel_task_goes_to_the_planner(practised):
     assert result.memory_decisions == 0 and planner.calls >= 1
 
 
+def test_a_plan_expert_proposes_only_what_the_planner_chose_for_that_task(practised):
+    from dataclasses import replace
+
+    from memory.plan_policy import PlanMemory
+    from memory.registry import promoted, ref_of
+
+    store, models, _ = practised
+    (row,) = promoted(store, "crafter", "plan")
+    ref = ref_of(row)
+    assert {task: set(names) for task, names in ref.support.items()} == {
+        "make_wood_pickaxe": {"collect_wood", "place_table", "make_wood_pickaxe"},
+        "make_wood_sword": {"collect_wood", "place_table", "make_wood_sword"}}
+    ready = {"task": "make_wood_pickaxe", "inventory": {"wood": 3}, "known": ["table", "tree"],
+             "in_sight": ["table", "tree"], "previous": "collect_wood"}
+    # Its support shrunk to one subgoal, the expert can only ever answer that one, with certainty.
+    memory = PlanMemory(models, [replace(ref, support={"make_wood_pickaxe": ["collect_wood"]})])
+    assert memory.propose(ready, "craft") == ("collect_wood", pytest.approx(1.0))
+    # The sibling task never appears in that support: novel to this expert, the planner's.
+    assert memory.propose({**ready, "task": "make_wood_sword"}, "craft") is None
+    unmasked = PlanMemory(models, [replace(ref, support=None)])  # an expert from before supports
+    assert unmasked.propose({**ready, "task": "make_wood_sword"}, "craft") is not None
+
+
+def test_the_memory_must_be_surer_of_an_open_ended_proposal_than_of_a_tasks():
+    from memory.columns import OPEN
+    from memory.protocol import Measured, Proposal
+
+    class Unsure:  # a memory that covers everything, measured perfect, 70% sure of each answer
+        version = 0
+
+        def covers(self, category, level="action"):
+            return True
+
+        def confidence(self, name, level="action"):
+            return Measured(1.0, 10)
+
+        def propose(self, context, category):
+            return Proposal(("collect_wood",), 0.7)
+
+    arbiter = Arbiter(fast=Unsure())
+    assert arbiter.propose("make_wood_pickaxe", "craft", {}) is not None  # a wrong one only fails
+    assert arbiter.propose(OPEN_ENDED, OPEN, {}) is None  # a wrong one changes the whole game
+    arbiter.open_plan_confidence = 0.6
+    assert arbiter.propose(OPEN_ENDED, OPEN, {}) is not None
+
+
 def test_training_a_plan_expert_leaves_the_base_and_other_experts_bytes_unchanged(practised, tmp_path):
     import shutil
 
