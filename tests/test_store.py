@@ -211,7 +211,7 @@ def assert_one_line_store_error(url, **kw) -> str:
 @pytest.mark.parametrize("url, says", [
     ("not a url", "malformed database URL"),
     ("mysql+pymysql://root@localhost/peam", "unsupported database"),
-    ("postgresql+asyncmy://u@h/db", "unknown database driver"),
+    ("postgresql+asyncmy://u@h/db", "unsupported database driver"),
 ])
 def test_a_bad_url_raises_one_line_and_creates_nothing(tmp_path, monkeypatch, url, says):
     monkeypatch.setenv("PEAM_HOME", str(tmp_path / "home"))
