@@ -9,6 +9,7 @@ the segment in progress.
 from __future__ import annotations
 
 import io
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,9 @@ EPISODE_COSTS = ("planner_calls", "planner_tokens", "planner_tokens_in", "planne
                  "planner_latency_s", "memory_decisions", "planner_fallbacks", "executor_s",
                  "fast_s", "wall_s")
 MIGRATION_LOCK = 0x7065616D  # "peam": serialises concurrent first opens on PostgreSQL
+# Alembic runs env.py through a process-wide `context` proxy: two threads migrating at once (two
+# stores opened in one process) swap each other's connection, and SQLite then crashes the process.
+_MIGRATING = threading.Lock()
 
 
 @dataclass
@@ -187,7 +191,7 @@ def migrate(engine: Engine, *, create: bool = True) -> None:
 
     config = Config()  # no alembic.ini: nothing touches the application's logging
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _MIGRATING, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         tables = set(inspect(conn).get_table_names())
