@@ -197,8 +197,8 @@ def open_engine(url: str | None = None, *, create: bool = True) -> Engine:
 def _open_sqlite(url: URL, *, create: bool) -> Engine:
     path = sqlite_path(url)
     if path is None:
-        raise StoreError(f"an in-memory SQLite database ({masked(url)}) would be discarded when "
-                         f"peam exits: use a file, e.g. sqlite:///PATH/peam.db")
+        raise StoreError("an in-memory SQLite database would be discarded when peam exits: use "
+                         "a file, e.g. sqlite:///PATH/peam.db")
     check_sqlite_path(path, create=create)
     check_sqlite_owner(path, create=create)
     try:

@@ -352,3 +352,43 @@ def test_a_name_in_peam_dashboard_hosts_is_answered(tmp_path):
     assert client.get("/api/skills").status_code == 200
     assert client.get("/api/skills", headers={"Host": "other.lan"}).status_code == 400
     store.close()
+
+
+# ---- Ctrl-C ------------------------------------------------------------------------------------------
+
+def test_ctrl_c_exits_130_with_one_line_and_marks_the_run_interrupted(tmp_path):
+    import signal
+    import time
+
+    environ = {k: v for k, v in os.environ.items() if k not in ("PEAM_DB", "RAY_ADDRESS")}
+    environ["PEAM_HOME"] = str(tmp_path)
+    proc = subprocess.Popen([PEAM, "run", "--task", "collect_diamond", "--episodes", "5", "--consolidate", "off"],
+                            env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "peam.db"
+    try:
+        for _ in range(600):  # until the first episode is under way
+            if db.exists() and run_rows(f"sqlite:///{db}") and _episodes(db):
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "peam: interrupted"
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT status FROM runs").fetchall() == [("interrupted",)]
+    assert ("running",) not in con.execute("SELECT status FROM episodes").fetchall()
+    con.close()
+
+
+def _episodes(db) -> int:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM episodes").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+    finally:
+        con.close()

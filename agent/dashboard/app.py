@@ -250,7 +250,7 @@ def store_failure(exc: SQLAlchemyError) -> str:
     from memory.db import db_failure
 
     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-    if "no such table" in reason or "does not exist" in reason and "relation" in reason:
+    if "no such table" in reason or ("relation" in reason and "does not exist" in reason):
         return (f"the store lacks one of peam's tables ({reason}): it was changed outside peam; "
                 f"restore it from a backup or point --db at another store, then restart the "
                 f"dashboard")
