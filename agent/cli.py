@@ -12,11 +12,11 @@ from typing import Optional
 
 import typer
 
-from envs.errors import PeamError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="peam: a game agent whose memory grows by training.")
 
+MAX_LIST = 100_000  # rows a listing may ask for; more would overflow the database's integers
 DB_HELP = "Database URL (default: $PEAM_DB, else SQLite at $PEAM_HOME/peam.db, PEAM_HOME=./peam-data)."
 
 
@@ -32,8 +32,8 @@ def run(
     env: str = typer.Option("crafter", help="Game backend: crafter (embedded) or minedojo (extra)."),
     task: str = typer.Option("make_stone_pickaxe", help="A catalog skill, a long-horizon task, or all_achievements."),
     episodes: int = typer.Option(1, min=1, help="Episodes to play."),
-    seed: int = typer.Option(0, help="Seed of the first episode; episode i uses seed+i."),
-    max_steps: Optional[int] = typer.Option(None, min=1, help="Step limit per episode (default: the task's)."),
+    seed: int = typer.Option(0, help="Seed of the first episode (0..2**31-1); episode i uses seed+i."),
+    max_steps: Optional[int] = typer.Option(None, min=1, max=10**7, help="Step limit per episode (default: the task's)."),
     planner: str = typer.Option("symbolic", help="symbolic, hf:PATH_OR_ID or openai:BASE_URL."),
     db: Optional[str] = typer.Option(None, help=DB_HELP),
     llm_model: Optional[str] = typer.Option(None, help="openai: model name (else $PEAM_LLM_MODEL)."),
@@ -45,7 +45,7 @@ def run(
                                             "moram (rank-1 atoms), shared-lora, retrieval (Voyager-style library), "
                                             "plan-cache (the planner's chains on an exact match), none (slow only)."),
     consolidate: str = typer.Option("auto", help="auto: the self-trigger runs consolidation jobs between episodes; off."),
-    workers: int = typer.Option(0, min=0, help="Ray runner actors playing in parallel (0 = in this process)."),
+    workers: int = typer.Option(0, min=0, max=1024, help="Ray runner actors playing in parallel (0 = in this process)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
 ):
     """Play episodes of a task and record every skill attempt in the store."""
@@ -96,18 +96,26 @@ def dashboard(
     port: int = typer.Option(8765, min=1, max=65535, help="Port to listen on."),
     db: Optional[str] = typer.Option(None, help=DB_HELP),
 ):
-    """Serve the web dashboard: skills, experts, consolidation jobs and runs, plus a JSON API."""
+    """Serve the web dashboard: skills, experts, consolidation jobs and runs, plus a JSON API.
+    It answers to localhost, 127.0.0.1, ::1, the --host address and the names in
+    $PEAM_DASHBOARD_HOSTS (comma-separated), and refuses writes from other sites' pages."""
     import os
 
-    from agent.dashboard.app import check_bind, create_app
+    from agent.dashboard.app import bind_socket, check_bind, create_app
+    from agent.dashboard.guard import HOSTS_ENV, allowed_hosts
     from memory.store import Store
 
     token = os.environ.get("PEAM_DASHBOARD_TOKEN") or None
     check_bind(host, token)
     store = Store.open(db, create=False)
+    sock = bind_socket(host, port)  # a taken port is one line here, not uvicorn's traceback
     import uvicorn
 
-    uvicorn.run(create_app(store, token=token, read_only_bind=False), host=host, port=port)
+    app_ = create_app(store, token=token, read_only_bind=False,
+                      hosts=allowed_hosts(host, os.environ.get(HOSTS_ENV)))
+    _console().print(f"dashboard at http://{host if ':' not in host else f'[{host}]'}:{port} "
+                     f"(Ctrl-C stops)")
+    uvicorn.Server(uvicorn.Config(app_, host=host, port=port)).run(sockets=[sock])
 
 
 @app.command("train-base")
@@ -199,7 +207,7 @@ def consolidate(
 def jobs_(
     db: Optional[str] = typer.Option(None, help=DB_HELP),
     status: Optional[str] = typer.Option(None, help="Only jobs in this status (queued, running, evaluating, promoted, rejected, failed)."),
-    limit: int = typer.Option(50, min=1, help="Newest jobs to show."),
+    limit: int = typer.Option(50, min=1, max=MAX_LIST, help="Newest jobs to show."),
 ):
     """The consolidation jobs, newest first."""
     from consolidation.queue import ACTIVE, FINAL, jobs
@@ -346,11 +354,9 @@ def _num(x) -> str:
 
 
 def main() -> None:
-    try:
-        app()
-    except PeamError as exc:
-        print(f"peam: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+    from agent.cli_exit import run_cli
+
+    run_cli(app)
 
 
 if __name__ == "__main__":

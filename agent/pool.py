@@ -28,6 +28,7 @@ from typing import Callable
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from agent.ray_address import check_ray_address
 from agent.runner import EpisodeResult, Runner
 from envs.errors import ConfigError, PeamError
 
@@ -45,6 +46,7 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    check_ray_address(address)  # 3 s, where ray.init would retry for minutes
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         if address:

@@ -7,6 +7,7 @@ env, task, planner, database. Progress is shown with rich progress bars.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from rich.console import Console
@@ -33,6 +34,37 @@ class RunSpec:
     address: Optional[str] = None  # an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT)
 
 
+SEED_MAX = 2**31 - 1  # the store's seed column is a 32-bit integer (PostgreSQL INTEGER)
+
+
+def check_seeds(seed: int, episodes: int) -> None:
+    """Episode i plays seed + i: every one of them must fit the store and the game."""
+    if not 0 <= seed <= SEED_MAX or seed + episodes - 1 > SEED_MAX:
+        raise ConfigError(f"--seed {seed} with --episodes {episodes} gives seeds beyond "
+                          f"0..{SEED_MAX}: choose a seed in that range (episode i plays seed + i)")
+
+
+def check_models(models_dir: Path) -> None:
+    """The frozen bases a run may load (for acting, for choosing subgoals) must be readable
+    safetensors files; a damaged one is reported before the run's row is written."""
+    from safetensors import safe_open
+
+    from consolidation.base_training import BASE_DIR, WEIGHTS
+    from memory.plan_policy import PLAN_DIR
+
+    for path in (models_dir / BASE_DIR / WEIGHTS, models_dir / PLAN_DIR / BASE_DIR / WEIGHTS):
+        if not path.exists():
+            continue
+        try:
+            with safe_open(str(path), framework="numpy"):
+                pass
+        except Exception as e:  # SafetensorError, OSError: the header cannot be read
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"the base model {path} is not a readable safetensors file "
+                              f"({reason}): restore it from a backup, or move {path.parent} "
+                              f"away and run `peam train-base`") from None
+
+
 def _progress(console: Console) -> Progress:
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeElapsedColumn(), console=console, transient=False)
@@ -52,6 +84,8 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     check_mode(spec.memory)
     if spec.consolidate not in ("auto", "off"):
         raise ConfigError(f"unknown --consolidate {spec.consolidate!r}: use auto or off")
+    check_seeds(spec.seed, spec.episodes)
+    check_models(data_home() / "models")
     pool = None
     if spec.workers > 0 or spec.address is not None:
         # Ray: the runners (or one planner actor) build the planner; a multi-node cluster with a

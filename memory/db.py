@@ -8,7 +8,9 @@ mend it, raised before anything is written.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -21,6 +23,11 @@ DB_FILE = "peam.db"
 CONNECT_TIMEOUT_S = 5  # a server that does not answer fails fast instead of hanging a run
 BUSY_TIMEOUT_MS = 30_000  # SQLite: writers queue behind each other rather than fail at once
 EXAMPLES = "sqlite:///PATH/peam.db or postgresql+psycopg://USER@HOST:5432/DB"
+# The drivers pyproject installs; any other (asyncpg, psycopg2, pg8000, aiosqlite…) is refused by
+# name before SQLAlchemy tries to import it.
+DRIVERS = ("sqlite", "postgresql+psycopg")
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+CORRUPT = "restore it from a backup, or move it away to start a new store"
 
 
 class StoreError(PeamError):
@@ -59,9 +66,11 @@ def parse_url(url: str) -> URL:
     backend = parsed.get_backend_name()
     if backend in ("postgres", "postgresql") and parsed.drivername in ("postgres", "postgresql"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    elif backend not in ("sqlite", "postgresql"):
-        raise StoreError(f"unsupported database {parsed.drivername!r} in {masked(parsed)}: "
-                         f"use {EXAMPLES}")
+    elif parsed.drivername == "sqlite+pysqlite":
+        parsed = parsed.set(drivername="sqlite")
+    if parsed.drivername not in DRIVERS:
+        raise StoreError(f"unsupported database driver {parsed.drivername!r} in {masked(parsed)}: "
+                         f"peam supports {' and '.join(DRIVERS)}, e.g. {EXAMPLES}")
     try:
         parsed.get_dialect()
     except (NoSuchModuleError, ImportError):
@@ -85,14 +94,75 @@ def check_sqlite_path(path: Path, *, create: bool) -> None:
                              f"or choose another with --db / PEAM_DB / PEAM_HOME")
         return
     if not create:
-        raise StoreError(f"no peam store at {path}: run `peam run` first, or point "
-                         f"--db / PEAM_DB / PEAM_HOME at an existing one")
+        raise StoreError(_NO_STORE.format(path=path))
     ancestor = path.parent
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
     if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
         raise StoreError(f"cannot create the data directory {path.parent} ({ancestor} is not a "
                          f"writable directory): set PEAM_HOME or --db to a writable place")
+
+
+_NO_STORE = ("no peam store at {path}: run `peam run` first, or point --db / PEAM_DB / PEAM_HOME "
+             "at an existing one")
+
+
+def check_sqlite_owner(path: Path, *, create: bool) -> None:
+    """Refuse, before the first write (even the WAL switch), a file that is not a SQLite
+    database, a corrupt one, or one that belongs to another program; an empty file or database
+    may become a store only with `create`. Read with a read-only connection."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise StoreError(f"{path} is not a SQLite database: {CORRUPT}, or choose another "
+                         f"--db / PEAM_DB / PEAM_HOME")
+    tables = _sqlite_tables(path) if head else set()
+    if "alembic_version" in tables:
+        return
+    if tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+        raise StoreError(f"{path} is a SQLite database of another program (tables {shown}): "
+                         f"peam writes only to its own stores; choose another --db / PEAM_DB / "
+                         f"PEAM_HOME")
+    if not create:
+        raise StoreError(_NO_STORE.format(path=path))
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True,
+                              timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            return {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(sqlite_failure(path, str(e))) from None
+
+
+def sqlite_failure(path, reason: str) -> str:
+    """The remedy for a SQLite error: a damaged file needs a backup, anything else a path or a
+    permission fixed (there is no server to start)."""
+    if "malformed" in reason or "not a database" in reason or "corrupt" in reason:
+        return f"the database file {path} is damaged ({reason}): {CORRUPT}"
+    if "locked" in reason or "busy" in reason:
+        return f"the database file {path} is busy ({reason}): another writer holds it; retry"
+    return (f"cannot use the SQLite database {path} ({reason}): check the path, its directory "
+            f"and their permissions, or choose another --db / PEAM_DB / PEAM_HOME")
+
+
+def db_failure(error: DBAPIError, url: URL | None = None) -> str:
+    """One line for a database error met while a command runs (`url` when known)."""
+    reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+    if url is None:
+        sqlite, where = type(error.orig).__module__.startswith("sqlite3"), "the store"
+    else:
+        sqlite, where = url.get_backend_name() == "sqlite", masked(url)
+    if sqlite:
+        return sqlite_failure(sqlite_path(url) if url is not None else where, reason)
+    return f"the database {where} failed ({reason}): check the server, or fix --db / PEAM_DB"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -126,13 +196,16 @@ def open_engine(url: str | None = None, *, create: bool = True) -> Engine:
 
 def _open_sqlite(url: URL, *, create: bool) -> Engine:
     path = sqlite_path(url)
-    if path is not None:
-        check_sqlite_path(path, create=create)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the data directory {path.parent} ({e.strerror}): "
-                             f"set PEAM_HOME or --db to a writable place") from None
+    if path is None:
+        raise StoreError("an in-memory SQLite database would be discarded when peam exits: use "
+                         "a file, e.g. sqlite:///PATH/peam.db")
+    check_sqlite_path(path, create=create)
+    check_sqlite_owner(path, create=create)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(f"cannot create the data directory {path.parent} ({e.strerror}): "
+                         f"set PEAM_HOME or --db to a writable place") from None
     engine = create_engine(url)
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin)
@@ -147,6 +220,8 @@ def _check_connects(engine: Engine) -> None:
             pass
     except DBAPIError as e:
         engine.dispose()
+        if engine.url.get_backend_name() == "sqlite":
+            raise StoreError(db_failure(e, engine.url)) from None
         reason = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
         raise StoreError(f"cannot connect to {masked(engine.url)} ({reason}): start the server "
                          f"or fix --db / PEAM_DB") from None

@@ -9,6 +9,7 @@ the segment in progress.
 from __future__ import annotations
 
 import io
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from memory.columns import DECIDERS, OUTCOMES, PATHS, STEP_KEYS
-from memory.db import StoreError, masked, open_engine
+from memory.db import StoreError, db_failure, masked, open_engine
 from memory.tables import (EPISODE_STATUSES, Base, Episode, Evaluation, Expert, Job, Run,
                            Segment, Skill, utcnow)
 
@@ -35,6 +36,9 @@ EPISODE_COSTS = ("planner_calls", "planner_tokens", "planner_tokens_in", "planne
                  "planner_latency_s", "memory_decisions", "planner_fallbacks", "executor_s",
                  "fast_s", "wall_s")
 MIGRATION_LOCK = 0x7065616D  # "peam": serialises concurrent first opens on PostgreSQL
+# Alembic runs env.py through a process-wide `context` proxy: two threads migrating at once (two
+# stores opened in one process) swap each other's connection, and SQLite then crashes the process.
+_MIGRATING = threading.Lock()
 
 
 @dataclass
@@ -187,12 +191,17 @@ def migrate(engine: Engine, *, create: bool = True) -> None:
 
     config = Config()  # no alembic.ini: nothing touches the application's logging
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
+    with _MIGRATING, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        if not create and not inspect(conn).has_table("alembic_version"):
+        tables = set(inspect(conn).get_table_names())
+        if not create and "alembic_version" not in tables:
             raise StoreError(f"no peam store at {masked(engine.url)}: run `peam run` first, "
                              f"or point --db / PEAM_DB at an existing one")
+        if tables and "alembic_version" not in tables:  # never write into another program's
+            raise StoreError(f"{masked(engine.url)} holds tables of another program "
+                             f"({', '.join(sorted(tables)[:5])}): peam writes only to its own "
+                             f"stores; use an empty database or schema, or another --db / PEAM_DB")
         config.attributes["connection"] = conn
         try:
             command.upgrade(config, "head")
@@ -200,9 +209,16 @@ def migrate(engine: Engine, *, create: bool = True) -> None:
             raise StoreError(f"cannot migrate {masked(engine.url)} ({e}): the database may "
                              f"come from a newer peam; upgrade peam or use another --db") from None
         except DBAPIError as e:  # e.g. no CREATE right on the schema, a read-only file
+            if engine.url.get_backend_name() == "sqlite":  # no server, no grant: a file's remedy
+                raise StoreError(db_failure(e, engine.url)) from None
             reason = str(e.orig).strip().splitlines()[0] if e.orig else type(e).__name__
             raise StoreError(f"cannot create the tables in {masked(engine.url)} ({reason}): "
                              f"grant write access or use another --db / PEAM_DB") from None
+        missing = set(Base.metadata.tables) - set(inspect(conn).get_table_names())
+        if missing:  # at head, yet a table is gone: changed outside peam, no upgrade restores it
+            raise StoreError(f"{masked(engine.url)} lacks peam's tables {', '.join(sorted(missing))}"
+                             f" (changed outside peam): restore it from a backup, or use another "
+                             f"--db / PEAM_DB")
 
 
 class Store:

@@ -1,66 +1,237 @@
-"""The planner and the executor act on what the player sees, never on the engine's state.
+"""The agent acts on what the player sees, never on the engine's state (DESIGN.md, "Contracts").
 
-While they decide, every door into Crafter's world (its map, its objects, its semantic view)
-is locked: touching one fails the test. The env adapter alone may open them, to draw the
-screen between decisions.
+For a whole episode, every attribute of Crafter's engine is locked: the raw env, its world, the
+world's objects (the player included) and its views. Reading one — a method or a plain
+attribute, through `env._game` or through a reference kept from earlier — fails the test. Only
+the env adapter's `reset` and `step` (envs/crafter.py) open the lock: they draw the screen and
+read off what it shows. Everything else runs locked: the runner, the world memory, the
+arbiter, the fast path, retrieval, the plan cache, the symbolic and LLM planners, the session
+that wires them, and the store that records them.
+
+Two mutations that read the engine outside `executor.act` and `planner.plan` passed the lock
+this file held before (issue 19, item 15); each now has a test showing the lock catches it.
 """
 
 import ast
 import contextlib
 import pathlib
 
-import pytest
-
+import crafter
 import crafter.engine as engine
+import crafter.objects as objects
+import pytest
+import torch
+
+from agent.arbiter import Arbiter
+from agent.executor import DeliberateExecutor
+from agent.fast_path import FastPolicy
+from agent.llm_planner import LLMOptions, make_planner
+from agent.memory_modes import MemoryFastPath
 from agent.runner import Runner
+from agent.session import RunSpec, run_episodes
+from agent.sim_llm import SIMULATED_MODEL, SimulatedLLM
+from consolidation.base_training import BASE_DIR, game_spec, save_base
 from envs import make_env
+from envs.crafter import CrafterEnv
 from envs.tasks import resolve_task
+from memory.expert_io import save_expert
+from memory.inject import add_expert, inject, wrappers
+from memory.lora import LoraConfig
+from memory.policy import PolicyConfig, build_policy
+from memory.registry import ExpertRef
+from memory.store import Store
 
 AGENT_DIR = pathlib.Path(__file__).resolve().parents[1] / "agent"
+# Every class of the engine an agent could reach; objects.Object covers the player, the
+# creatures, arrows, plants and fences, engine.World the adapter's ordered subclass too.
+ENGINE = (crafter.Env, engine.World, engine.Textures, engine.GlobalView, engine.UncoverView,
+          engine.LocalView, engine.ItemView, engine.SemanticView, objects.Object)
 
 
 class Lock:
     def __init__(self):
-        self.locked = False
-        self.breaches = []
+        self.armed = False
+        self.open = 0  # depth of adapter calls (reset, step) in progress
+        self.breaches: list[str] = []
+
+    @property
+    def locked(self) -> bool:
+        return self.armed and self.open == 0
 
 
 @contextlib.contextmanager
-def locked_engine(monkeypatch, lock):
-    def guard(name, original):
-        def wrapper(*args, **kwargs):
-            if lock.locked:
-                lock.breaches.append(name)
-                raise AssertionError(f"agent code touched the engine: {name}")
-            return original(*args, **kwargs)
-        return wrapper
-
-    for name in ("__getitem__", "nearby", "mask", "count"):
-        monkeypatch.setattr(engine.World, name, guard(name, getattr(engine.World, name)))
-    monkeypatch.setattr(engine.World, "objects", property(guard("objects", engine.World.objects.fget)))
-    monkeypatch.setattr(engine.SemanticView, "__call__", guard("semantic", engine.SemanticView.__call__))
-    yield
-
-
-def test_planner_and_executor_never_touch_the_engine(monkeypatch):
+def engine_locked(monkeypatch):
+    """Lock every attribute read of the engine until the block ends, except inside
+    CrafterEnv.reset and CrafterEnv.step."""
     lock = Lock()
+    for cls in ENGINE:
+        original = cls.__getattribute__
+
+        def guarded(self, name, _original=original):
+            if lock.locked:
+                where = f"{type(self).__name__}.{name}"
+                lock.breaches.append(where)
+                raise AssertionError(f"agent code read the engine: {where}")
+            return _original(self, name)
+
+        monkeypatch.setattr(cls, "__getattribute__", guarded)
+    for method in ("reset", "step"):
+        original = getattr(CrafterEnv, method)
+
+        def opened(self, *args, _original=original, **kwargs):
+            lock.open += 1
+            try:
+                return _original(self, *args, **kwargs)
+            finally:
+                lock.open -= 1
+
+        monkeypatch.setattr(CrafterEnv, method, opened)
+    lock.armed = True
+    try:
+        yield lock
+    finally:
+        lock.armed = False
+
+
+def play(runner, task="make_stone_pickaxe", seed=2, max_steps=None):
+    return runner.run_episode(resolve_task(task, runner.catalog, max_steps), seed)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with Store.open(f"sqlite:///{tmp_path}/peam.db") as opened:
+        opened.sync_skills(make_env("crafter").catalog)
+        yield opened
+
+
+def recorded_runner(store, **kw) -> Runner:
+    run_id = store.start_run(env="crafter", task="lock", planner="symbolic", memory_mode="none", config={})
+    return Runner(make_env("crafter"), recorder=store, run_id=run_id, **kw)
+
+
+# ---- the whole episode, every part of the agent locked out ---------------------------------------
+
+def test_the_slow_path_and_the_store_never_read_the_engine(monkeypatch, store):
+    runner = recorded_runner(store)
+    with engine_locked(monkeypatch) as lock:
+        result = play(runner)
+    assert lock.breaches == []
+    assert result.success and result.steps > 0
+
+
+@pytest.mark.parametrize("mode", ["retrieval", "plan-cache"])
+def test_a_memory_built_from_the_store_never_reads_the_engine(monkeypatch, store, tmp_path, mode):
+    play(recorded_runner(store))  # experience to remember, gathered unlocked
+    runner = recorded_runner(store)
+    with engine_locked(monkeypatch) as lock:
+        runner.arbiter = MemoryFastPath(mode, store, runner.env, tmp_path / "models").refresh()
+        runner.arbiter.force_fast = runner.arbiter.force_plan = True  # use it wherever it covers
+        result = play(runner)
+    assert lock.breaches == []
+    assert runner.arbiter.fast is not None and result.memory_decisions + result.fast_steps > 0
+
+
+def _fast_path(models_dir, env) -> FastPolicy:
+    """A fast path of a tiny base with a trained-looking expert per category it acts for."""
+    torch.manual_seed(0)
+    policy = build_policy(PolicyConfig(d_model=32, n_layers=1, n_heads=4), len(env.cell_names),
+                          len(env.catalog.items), len(env.action_names), env.catalog.names)
+    save_base(policy, models_dir / BASE_DIR, game_spec("crafter"))
+    inject(policy, LoraConfig(routing="category"))
+    refs = []
+    for category in ("gather", "build", "craft"):
+        add_expert(policy, category)
+        with torch.no_grad():
+            for layer in wrappers(policy).values():
+                layer.lora_B[category].weight.normal_(0, 0.5)
+        save_expert(policy, category, models_dir / category)
+        refs.append(ExpertRef(category, str(models_dir / category)))
+    return FastPolicy(models_dir, refs, seed=0)
+
+
+def test_the_fast_path_and_the_arbiter_never_read_the_engine(monkeypatch, tmp_path):
+    env = make_env("crafter")
+    runner = Runner(env, arbiter=Arbiter(_fast_path(tmp_path, env), force_fast=True))
+    with engine_locked(monkeypatch) as lock:
+        result = play(runner, "make_wood_pickaxe", max_steps=150)
+    assert lock.breaches == []
+    assert result.fast_steps > 0 and result.corrections > 0  # the slow path took over, locked too
+
+
+def test_an_llm_planner_never_reads_the_engine(monkeypatch):
+    env = make_env("crafter")
+    with SimulatedLLM(delay_s=0.0) as llm:
+        planner = make_planner(f"openai:{llm.url}", env.catalog, options=LLMOptions(model=SIMULATED_MODEL))
+        runner = Runner(env, planner)
+        with engine_locked(monkeypatch) as lock:
+            result = play(runner, "make_wood_pickaxe")
+    assert lock.breaches == []
+    assert result.success and result.planner_calls > 0
+
+
+def test_a_whole_run_with_auto_consolidation_never_reads_the_engine(monkeypatch, store, tmp_path):
+    monkeypatch.setenv("PEAM_HOME", str(tmp_path))
+    spec = RunSpec(task="make_wood_pickaxe", episodes=2, seed=3, memory="peam", consolidate="auto")
+    with engine_locked(monkeypatch) as lock:
+        results = run_episodes(spec, store=store)
+    assert lock.breaches == []
+    assert [r.success for r in results] == [True, True]
+
+
+# ---- the lock catches what the old one let through ----------------------------------------------
+
+def test_the_lock_catches_the_runner_reading_the_players_position(monkeypatch):
+    runner = Runner(make_env("crafter"))
+    context = Runner._context
+
+    def peeking(self, task, state):  # the mutation: the runner looks up where the player stands
+        self.peeked = self.env._game._player.pos
+        return context(self, task, state)
+
+    monkeypatch.setattr(Runner, "_context", peeking)
+    with engine_locked(monkeypatch) as lock:
+        with pytest.raises(AssertionError, match="read the engine: Env._player"):
+            play(runner)
+    assert lock.breaches[:1] == ["Env._player"]
+
+
+def test_the_lock_catches_the_executor_reading_the_map_through_a_kept_reference(monkeypatch):
     env = make_env("crafter")
     runner = Runner(env)
-    for obj, method in ((runner.executor, "act"), (runner.planner, "plan")):
-        original = getattr(obj, method)
+    kept = {}
+    reset, act = CrafterEnv.reset, DeliberateExecutor.act
 
-        def locked(*a, _original=original, **k):
-            lock.locked = True
-            try:
-                return _original(*a, **k)
-            finally:
-                lock.locked = False
+    def reset_keeping_the_world(self, **kw):  # smuggled out while the adapter held it open
+        out = reset(self, **kw)
+        kept["world"] = self._game._world
+        return out
 
-        monkeypatch.setattr(obj, method, locked)
-    with locked_engine(monkeypatch, lock):
-        result = runner.run_episode(resolve_task("make_stone_pickaxe", env.catalog), seed=2)
-    assert lock.breaches == []
-    assert result.steps > 0
+    def peeking(self, obs, skill):  # the mutation: the executor reads the whole map
+        kept["map"] = kept["world"]._mat_map
+        return act(self, obs, skill)
+
+    monkeypatch.setattr(CrafterEnv, "reset", reset_keeping_the_world)
+    monkeypatch.setattr(DeliberateExecutor, "act", peeking)
+    with engine_locked(monkeypatch) as lock:
+        with pytest.raises(AssertionError, match="read the engine: OrderedWorld._mat_map"):
+            play(runner)
+    assert lock.breaches == ["OrderedWorld._mat_map"]
+    assert "map" not in kept
+
+
+def test_the_lock_catches_a_peek_at_the_map_a_view_or_a_creature(monkeypatch):
+    env = make_env("crafter")
+    env.reset(seed=0)
+    game = env._game
+    world, player = game._world, game._player
+    with engine_locked(monkeypatch) as lock:
+        for peek in (lambda: world[(0, 0)], lambda: game._sem_view(), lambda: player.inventory,
+                     lambda: world.objects, lambda: game._local_view):
+            with pytest.raises(AssertionError, match="read the engine"):
+                peek()
+        env.step(0)  # the adapter itself may
+    assert lock.breaches == ["OrderedWorld.area", "Env._sem_view", "Player.inventory",
+                             "OrderedWorld.objects", "Env._local_view"]
 
 
 def test_agent_package_never_imports_the_game():
@@ -75,16 +246,3 @@ def test_agent_package_never_imports_the_game():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in ("crafter", "minedojo"), f"{path.name} imports {name}"
-
-
-def test_the_lock_catches_a_peek_at_the_map(monkeypatch):
-    lock = Lock()
-    env = make_env("crafter")
-    env.reset(seed=0)
-    with locked_engine(monkeypatch, lock):
-        lock.locked = True
-        with pytest.raises(AssertionError, match="touched the engine"):
-            env._game._world[(0, 0)]
-        with pytest.raises(AssertionError):
-            env._game._sem_view()
-    assert lock.breaches == ["__getitem__", "semantic"]

@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent.dashboard.app import create_app
+from agent.dashboard.guard import allowed_hosts
 from agent.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
@@ -21,6 +22,7 @@ from memory.tables import Evaluation
 
 PRACTISED = ("collect_wood", "place_table", "make_wood_pickaxe")
 TOKEN = "s3cret-token"
+LOCAL = "http://127.0.0.1"  # the dashboard answers to loopback names only (agent/dashboard/guard.py)
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 # make_wood_pickaxe's forgetting curve: (registry_version, episodes, successes)
 CURVE = [(1, 10, 9), (2, 10, 7), (3, 8, 8)]
@@ -73,7 +75,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(store):
-    return TestClient(create_app(store, token=TOKEN, read_only_bind=False))
+    return TestClient(create_app(store, token=TOKEN, read_only_bind=False), base_url=LOCAL)
 
 
 @pytest.mark.parametrize("url", ["/skills", "/skills?sort=attempts&order=desc",
@@ -265,19 +267,19 @@ def test_bad_job_requests_are_refused(client, body, status):
 
 
 def test_without_a_token_our_own_form_works_but_a_foreign_post_does_not(store):
-    client = TestClient(create_app(store, token=None, read_only_bind=False))
+    client = TestClient(create_app(store, token=None, read_only_bind=False), base_url=LOCAL)
     nonce = client.get("/jobs").text.split('name="token" value="')[1].split('"')[0]
     assert client.post("/jobs", data={"target": "skill:collect_wood"}).status_code == 401
     assert client.post("/jobs", data={"target": "skill:collect_wood", "token": nonce},
                        follow_redirects=False).status_code == 303
-    read_only = TestClient(create_app(store, token=None, read_only_bind=True))
+    read_only = TestClient(create_app(store, token=None, read_only_bind=True), base_url=LOCAL)
     assert read_only.post("/api/jobs", json={"skill": "collect_wood"}).status_code == 403
     assert 'id="queue-job"' not in read_only.get("/jobs").text
 
 
 def test_an_empty_store_renders_and_experts_and_job_durations_show(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path}/empty.db")
-    client = TestClient(create_app(store, token=None, read_only_bind=False))
+    client = TestClient(create_app(store, token=None, read_only_bind=False), base_url=LOCAL)
     for url, empty in [("/skills", "No skills"), ("/experts", "No experts yet"),
                        ("/jobs", "No jobs yet"), ("/runs", "No runs yet")]:
         page = client.get(url)
@@ -341,7 +343,8 @@ from schemathesis.generation import GenerationMode  # noqa: E402
 @pytest.mark.parametrize("mode, examples", [(GenerationMode.POSITIVE, 30),
                                             (GenerationMode.NEGATIVE, 20)])
 def test_api_never_answers_5xx(store, mode, examples):
-    app = create_app(store, token=TOKEN, read_only_bind=False)
+    # schemathesis's ASGI client sends `Host: testserver`: a name the dashboard must be told of
+    app = create_app(store, token=TOKEN, read_only_bind=False, hosts=allowed_hosts("127.0.0.1", "testserver"))
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
     @given(case=schema.as_strategy(generation_mode=mode))

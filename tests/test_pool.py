@@ -181,6 +181,9 @@ def pg_url():
 @pytest.mark.ray
 def test_a_two_node_cluster_spreads_runners_and_refuses_sqlite(two_node_cluster, pg_url, tmp_path):
     env = two_node_cluster
+    from agent.ray_address import check_ray_address
+
+    check_ray_address(env["RAY_ADDRESS"])  # the 3 s probe of `--address` passes a real head
     peam = [str(BIN / "peam"), "run", "--address", "auto", "--task", TASK, "--episodes", "3",
             "--workers", "2"]
     sqlite = tmp_path / "peam.db"

@@ -211,7 +211,7 @@ def assert_one_line_store_error(url, **kw) -> str:
 @pytest.mark.parametrize("url, says", [
     ("not a url", "malformed database URL"),
     ("mysql+pymysql://root@localhost/peam", "unsupported database"),
-    ("postgresql+asyncmy://u@h/db", "unknown database driver"),
+    ("postgresql+asyncmy://u@h/db", "unsupported database driver"),
 ])
 def test_a_bad_url_raises_one_line_and_creates_nothing(tmp_path, monkeypatch, url, says):
     monkeypatch.setenv("PEAM_HOME", str(tmp_path / "home"))
@@ -260,3 +260,26 @@ def test_the_url_comes_from_the_flag_then_peam_db_then_peam_home(monkeypatch, tm
 def test_importing_memory_imports_no_sqlalchemy():
     code = "import sys, memory; assert 'sqlalchemy' not in sys.modules, 'heavy import'"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(__file__) + "/..")
+
+
+def test_stores_opened_by_threads_at_once_all_migrate(tmp_path):
+    """Alembic's `context` is process-wide: threads that migrate at once must take turns (they
+    swapped connections and crashed the interpreter with a segmentation fault)."""
+    code = (
+        "import sys, threading\n"
+        "from memory.store import Store\n"
+        "errors = []\n"
+        "def one(path):\n"
+        "    try:\n"
+        "        Store.open(f'sqlite:///{path}').close()\n"
+        "    except Exception as e:\n"
+        "        errors.append(e)\n"
+        "for r in range(8):\n"
+        "    ts = [threading.Thread(target=one, args=(f'{sys.argv[1]}/{r}-{i}.db',)) for i in range(4)]\n"
+        "    [t.start() for t in ts]\n"
+        "    [t.join() for t in ts]\n"
+        "print(len(errors))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True,
+                         timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert out.returncode == 0, out.stderr[-1500:]
+    assert out.stdout.strip() == "0"

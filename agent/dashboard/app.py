@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from collections.abc import Iterable
 from importlib.resources import files
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.dashboard import queries as q
+from agent.dashboard.guard import LOOPBACK, HostGuard
 from agent.dashboard.schemas import (NAME_PATTERN, EpisodeOut, EvaluationOut, ExpertOut, JobOut,
                                      JobRequest, Order, RunOut, SkillDetailOut, SkillOut,
                                      SkillSort)
@@ -69,11 +71,31 @@ def check_bind(host: str, token: str | None) -> None:
                          f"or bind 127.0.0.1")
 
 
-def create_app(store: Store, *, token: str | None, read_only_bind: bool) -> FastAPI:
+def bind_socket(host: str, port: int):
+    """The listening socket the dashboard will serve on, or a DashboardError saying what to do."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise DashboardError(f"cannot listen on {host}:{port} ({e.strerror}): choose a free "
+                             f"port with --port, or stop what uses it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def create_app(store: Store, *, token: str | None, read_only_bind: bool,
+               hosts: Iterable[str] = LOOPBACK) -> FastAPI:
     """The dashboard over `store`. With `token`, a POST must carry it (header X-Peam-Token or
-    form field `token`); with `read_only_bind`, every POST is refused."""
+    form field `token`); with `read_only_bind`, every POST is refused. It answers only requests
+    addressed to one of `hosts` and refuses writes from other origins (agent/dashboard/guard.py)."""
     app = FastAPI(title="peam dashboard", version="1",
                   description="What the agent knows: skills, experts, consolidation jobs, runs.")
+    app.add_middleware(HostGuard, hosts=hosts)
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["pct"] = lambda x: "–" if x is None else f"{100 * x:.0f}%"
     templates.env.filters["num"] = lambda x, d=2: "–" if x is None else f"{x:.{d}f}"
@@ -105,7 +127,7 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool) -> Fast
 
     @app.exception_handler(SQLAlchemyError)
     async def store_error(request: Request, exc: SQLAlchemyError):
-        return _error(request, 503, f"the store did not answer ({type(exc).__name__}); retry", page)
+        return _error(request, 503, store_failure(exc), page)
 
     # ---- pages ---------------------------------------------------------------------------
 
@@ -219,6 +241,22 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool) -> Fast
         return q.episode(store, episode_id)
 
     return app
+
+
+def store_failure(exc: SQLAlchemyError) -> str:
+    """What the page says when the store fails: a missing table is not cured by retrying."""
+    from sqlalchemy.exc import DBAPIError
+
+    from memory.db import db_failure
+
+    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if "no such table" in reason or ("relation" in reason and "does not exist" in reason):
+        return (f"the store lacks one of peam's tables ({reason}): it was changed outside peam; "
+                f"restore it from a backup or point --db at another store, then restart the "
+                f"dashboard")
+    if isinstance(exc, DBAPIError):
+        return db_failure(exc)
+    return f"the store did not answer ({type(exc).__name__}); retry"
 
 
 def _error(request: Request, status: int, message: str, page):
