@@ -214,6 +214,20 @@ def jobs_(
     _console().print(jobs_table(jobs(store, limit, status)))
 
 
+@app.command("runs")
+def runs_(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    limit: int = typer.Option(20, min=1, max=10_000, help="Newest runs to show."),
+):
+    """The runs, newest first; a run whose process died is shown (and stored) as interrupted."""
+    from agent.views import runs_table
+    from memory.runs import recent_runs
+    from memory.store import Store
+
+    store = Store.open(db, create=False)
+    _console().print(runs_table(recent_runs(store, limit)))
+
+
 @app.command()
 def worker(
     db: Optional[str] = typer.Option(None, help=DB_HELP),
@@ -228,8 +242,10 @@ def worker(
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
-    from consolidation.worker import Worker
+    from consolidation.worker import Worker, check_device
     from memory.store import Store
+
+    check_device(device)  # before a job is claimed: a worker's misconfiguration fails no job
 
     store = Store.open(db, create=False)
     from agent.evaluation import run_job
