@@ -16,7 +16,7 @@ import time
 import pytest
 
 from consolidation.queue import enqueue, get_job, jobs
-from consolidation.worker import JobOutcome, Worker, WorkerSetupError
+from consolidation.worker import JobOutcome, Worker
 from envs.crafter import crafter_catalog
 from memory.store import Store
 from memory.tables import Run
@@ -58,6 +58,8 @@ def queued_job(store) -> int:
 
 
 def test_a_worker_setup_failure_after_the_claim_requeues_the_job_untouched(store):
+    from consolidation.worker import WorkerSetupError
+
     job_id = queued_job(store)
 
     def process(job, beat):
@@ -217,3 +219,238 @@ def test_workers_with_consolidate_auto_run_the_self_trigger(tmp_path, monkeypatc
     with Store.open(url) as s:
         (job,) = [j for j in jobs(s, 10) if j.target == "category build"]
         assert job.status == "rejected" and job.reason.startswith("fast path fails more than slow")
+
+
+# -- a practised store with a tiny base and a promoted expert, trained as a job would ----------
+
+TINY_BASE = dict(d_model=32, n_layers=1, n_heads=4)
+
+
+@pytest.fixture(scope="module")
+def practised(tmp_path_factory):
+    """A store practised on two games, a tiny base and a promoted `build` expert, made with the
+    default, relative `PEAM_HOME` (./peam-data) from the directory `a/`: what the audit saw."""
+    from agent.runner import Runner
+    from consolidation.base_training import train_base
+    from consolidation.trainer import ExpertTrainingConfig, train_expert
+    from envs import make_env
+    from envs.tasks import resolve_task
+    from memory.db import data_home
+    from memory.policy import PolicyConfig
+    from memory.registry import promote
+
+    root = tmp_path_factory.mktemp("practised")
+    (root / "a").mkdir()
+    cwd, home = os.getcwd(), os.environ.pop("PEAM_HOME", None)
+    os.chdir(root / "a")
+    try:
+        store = Store.open()
+        env = make_env("crafter")
+        store.sync_skills(env.catalog)
+        run_id = store.start_run(env="crafter", task="make_wood_pickaxe", planner="symbolic",
+                                 memory_mode="none", config={})
+        Runner(env, recorder=store, run_id=run_id).run(resolve_task("make_wood_pickaxe", env.catalog), [0, 1])
+        store.finish_run(run_id, "finished")
+        models = data_home() / "models"  # relative: peam-data/models
+        train_base(store, epochs=1, out_dir=models, progress=False, config=PolicyConfig(**TINY_BASE))
+        cand = train_expert(store, models_dir=models, game="crafter", category="build", tag="first",
+                            config=ExpertTrainingConfig(epochs=1, rank=4))
+        promote(store, cand.expert_id)
+        store.close()
+    finally:
+        os.chdir(cwd)
+        if home is not None:
+            os.environ["PEAM_HOME"] = home
+    return root / "a" / "peam-data"
+
+
+@pytest.fixture
+def home(practised, tmp_path, monkeypatch):
+    """A copy of the practised data directory, used from another working directory with an
+    absolute PEAM_HOME."""
+    import shutil
+
+    copy = tmp_path / "peam-data"
+    shutil.copytree(practised, copy)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setenv("PEAM_HOME", str(copy))
+    return copy
+
+
+def open_home(home) -> Store:
+    return Store.open(f"sqlite:///{home / 'peam.db'}")
+
+
+def build_expert(store):
+    from memory.registry import promoted
+
+    (row,) = [e for e in promoted(store, "crafter") if e.category == "build"]
+    return row
+
+
+def flip_last_byte(path: pathlib.Path) -> None:
+    """Alter the last tensor's last byte: the safetensors header stays intact."""
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+# -- 9. expert paths do not depend on the directory a job ran in ---------------------------------
+
+def test_experts_load_from_another_working_directory_with_an_absolute_home(home):
+    from agent.memory_modes import expert_fast_path
+    from memory.db import data_home
+
+    with open_home(home) as store:
+        row = build_expert(store)
+        assert row.path == "experts/build/first"  # relative to the models directory
+        fast = expert_fast_path("peam", store, "crafter", data_home() / "models")
+        assert fast is not None and fast.covers("build")
+
+
+def test_a_row_registered_relative_to_the_jobs_directory_still_resolves(home):
+    from memory.expert_io import sha256_of
+    from memory.registry import expert_dir
+
+    models = home / "models"
+    legacy = "peam-data/models/experts/build/first"  # how rows were written before
+    assert expert_dir(models, legacy) == models / "experts" / "build" / "first"
+    assert expert_dir(models, "plan/experts/craft/job3") == models / "plan/experts/craft/job3"
+    with open_home(home) as store:
+        assert sha256_of(expert_dir(models, legacy)) == build_expert(store).sha256
+
+
+# -- 5. the registered digests are checked when loading for play ---------------------------------
+
+def test_an_expert_whose_tensors_were_altered_is_refused_for_play(home):
+    from agent.memory_modes import expert_fast_path
+    from memory.expert_io import AdapterError, WEIGHTS_NAME, read_expert
+    from memory.registry import expert_dir
+
+    with open_home(home) as store:
+        directory = expert_dir(home / "models", build_expert(store).path)
+        flip_last_byte(directory / WEIGHTS_NAME)
+        read_expert(directory)  # the header is intact: it still parses
+        with pytest.raises(AdapterError, match="does not match the sha256 registered"):
+            expert_fast_path("peam", store, "crafter", home / "models")
+        runs_before = len(store.episodes())
+    out = peam("run", "--task", "collect_wood", "--consolidate", "off", home=home, timeout=120)
+    assert "does not match the sha256" in one_line_error(out)
+    with open_home(home) as store:
+        assert len(store.episodes()) == runs_before  # refused before anything was written
+
+
+def test_an_altered_base_is_refused_for_play(home):
+    from agent.memory_modes import expert_fast_path
+    from envs.errors import PeamError
+
+    flip_last_byte(home / "models" / "base" / "model.safetensors")
+    with open_home(home) as store:
+        with pytest.raises(PeamError, match=r"expert #\d+ \(build\) was trained on another base"):
+            expert_fast_path("peam", store, "crafter", home / "models")
+
+
+# -- 4. one base at a time, and experts bound to theirs ------------------------------------------
+
+def test_experts_record_the_digest_of_their_base(home):
+    from memory.expert_io import sha256_of
+
+    with open_home(home) as store:
+        assert build_expert(store).base_sha256 == sha256_of(home / "models" / "base" / "model.safetensors")
+
+
+def test_two_workers_on_an_empty_models_directory_train_the_base_once(tmp_path):
+    import threading
+
+    from consolidation.base_training import BASE_DIR, WEIGHTS, ensure_base
+
+    models = tmp_path / "models"
+    trained, inside, both = [], threading.Event(), threading.Event()
+
+    def train(name):
+        def run():
+            trained.append(name)
+            if len(trained) == 2:
+                both.set()  # without the lock the second one gets here while the first trains
+            inside.set()
+            both.wait(1.0)  # give a second trainer every chance to overlap
+            (models / BASE_DIR).mkdir(parents=True, exist_ok=True)
+            (models / BASE_DIR / WEIGHTS).write_bytes(name.encode())
+        return run
+
+    first = threading.Thread(target=ensure_base, args=(models, train("first")))
+    first.start()
+    inside.wait(30)
+    second = threading.Thread(target=ensure_base, args=(models, train("second")))
+    second.start()
+    first.join(60)
+    second.join(60)
+    assert trained == ["first"] and (models / BASE_DIR / WEIGHTS).read_bytes() == b"first"
+
+
+def test_train_base_refuses_to_replace_a_base_under_promoted_experts_unless_told(home):
+    from agent.memory_modes import expert_fast_path
+    from envs.errors import PeamError
+    from memory.expert_io import sha256_of
+    from memory.registry import experts, promote
+
+    weights = home / "models" / "base" / "model.safetensors"
+    before = sha256_of(weights)
+    args = ("train-base", "--epochs", "1", "--no-experts", "--device", "cpu")
+    refused = peam(*args, home=home, timeout=300)
+    assert "--replace" in one_line_error(refused)
+    assert sha256_of(weights) == before
+    replaced = peam(*args, "--replace", home=home, timeout=300)
+    assert replaced.returncode == 0, replaced.stderr
+    assert "retired 1 promoted expert" in replaced.stdout
+    assert sha256_of(weights) != before
+    with open_home(home) as store:
+        (old,) = [e for e in experts(store, "crafter") if e.category == "build" and e.path.endswith("first")]
+        assert old.status == "retired"
+        assert expert_fast_path("peam", store, "crafter", home / "models") is None
+        promote(store, old.id)  # put back by hand on the new base: refused at load
+        with pytest.raises(PeamError, match="trained on another base"):
+            expert_fast_path("peam", store, "crafter", home / "models")
+
+
+# -- 3. a requeued job leaves no orphan candidate ------------------------------------------------
+
+def test_a_requeued_job_supersedes_the_candidate_its_killed_attempt_left(home):
+    from datetime import timedelta
+
+    from consolidation.pipeline import ConsolidationConfig, run_pipeline
+    from consolidation.queue import claim, requeue_expired
+    from consolidation.trainer import ExpertTrainingConfig
+    from memory.expert_io import sha256_of
+    from memory.registry import expert_dir, experts
+    from memory.tables import utcnow
+
+    models = home / "models"
+    cfg = ConsolidationConfig(expert=ExpertTrainingConfig(epochs=1, rank=4))
+
+    def killed(refs, skills, n):
+        raise RuntimeError("the worker was killed here")
+
+    def nothing_works(refs, skills, n):
+        return {s: {"rate": 0.0, "attempts": 1, "successes": 0} for s in skills}
+
+    with open_home(home) as store:
+        job_id = enqueue(store, game="crafter", category="build", reason="test")
+        job = claim(store, "w1", lease_s=60)
+        with pytest.raises(RuntimeError):
+            run_pipeline(store, job, lambda: None, evaluate=killed, models_dir=models, config=cfg)
+        (orphan,) = [e for e in experts(store, "crafter") if e.status == "candidate"]
+        orphan_dir = expert_dir(models, orphan.path)
+        assert orphan_dir.is_dir()
+        assert requeue_expired(store, utcnow() + timedelta(hours=1)) == 1
+        rerun = Worker(store, lambda job, beat: run_pipeline(store, job, beat, evaluate=nothing_works,
+                                                             models_dir=models, config=cfg),
+                       name="w2", lease_s=60).run_once()
+        assert rerun.id == job_id and rerun.status == "rejected"
+        rows = experts(store, "crafter")
+        # (SQLite may give the rerun's row the orphan's freed id: compare paths)
+        assert orphan.path not in {e.path for e in rows} and not orphan_dir.exists()
+        assert [e.status for e in rows if e.status not in ("promoted",)] == ["rejected"]
+        (last,) = [e for e in rows if e.status == "rejected"]
+        assert last.id == rerun.expert_id and sha256_of(expert_dir(models, last.path)) == last.sha256
