@@ -29,7 +29,7 @@ from envs.errors import PeamError
 from memory.expert_io import save_expert, sha256_of
 from memory.inject import add_expert, expert_names, inject, set_expert_indices, trainable_only
 from memory.lora import LoraConfig
-from memory.policy import Policy, PolicyConfig, build_policy, resolve_device
+from memory.policy import Policy, PolicyConfig, build_policy
 from memory.registry import register_expert, stored_path
 
 BASE_DIR, WEIGHTS, CONFIG = "base", "model.safetensors", "config.json"

@@ -191,7 +191,7 @@ def train_plan_expert(store, *, models_dir: str | Path, game: str, catalog, cate
     n_params = sum(p.numel() for p in params)
     metrics = {**fit, "seconds": time.perf_counter() - t0, "decisions": len(data), "tasks": data.counts,
                "support": data.support(spec),
-               "pairs": int(len(data.chosen)), "reference": current_path or "base",
+               "pairs": int(len(data.chosen)), "reference": str(current_path or "base"),
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
     expert_id = register_expert(store, game=game, category=category, routing=cfg.routing, rank=cfg.rank,

@@ -121,7 +121,7 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
     metrics = {**fit, "seconds": seconds, "samples": len(data) // data.copies, "copies": data.copies,
                "relabelled": data.relabelled,
                "pairs": 0 if pairs is None else pairs["n"],
-               "reference": "base" if current_path is None else current_path,
+               "reference": "base" if current_path is None else str(current_path),
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
     expert_id = register_expert(store, game=game, category=category, routing=routing,

@@ -10,15 +10,18 @@ An owner on another host is left alone: a process table says nothing about anoth
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import DBAPIError
 
 from memory.tables import Episode, Run, utcnow
 
+log = logging.getLogger(__name__)
 STALE_ERROR = "interrupted: its process ({host}:{pid}) ended without finishing the run"
 
 
@@ -92,13 +95,17 @@ def sweep_stale_runs(store) -> list[int]:
     """Every `running` run owned by a dead process of this host becomes `interrupted` (its
     running episodes too); returns their ids."""
     host = this_host()
-    with store.session() as s:
-        rows = s.execute(select(Run.id, Run.owner_pid, Run.started_at)
-                         .where(Run.status == "running", Run.owner_host == host,
-                                Run.owner_pid.is_not(None))).all()
-        stale = [(i, pid) for i, pid, started in rows if not pid_alive(pid, started)]
-        for run_id, pid in stale:
-            _interrupt(s, run_id, STALE_ERROR.format(host=host, pid=pid))
+    try:
+        with store.session() as s:
+            rows = s.execute(select(Run.id, Run.owner_pid, Run.started_at)
+                             .where(Run.status == "running", Run.owner_host == host,
+                                    Run.owner_pid.is_not(None))).all()
+            stale = [(i, pid) for i, pid, started in rows if not pid_alive(pid, started)]
+            for run_id, pid in stale:
+                _interrupt(s, run_id, STALE_ERROR.format(host=host, pid=pid))
+    except DBAPIError as e:  # a read-only store, say: reading goes on; the next writer sweeps
+        log.warning("could not sweep stale runs: %s", str(e.orig or e).splitlines()[0])
+        return []
     return [run_id for run_id, _ in stale]
 
 
