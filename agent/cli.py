@@ -128,6 +128,7 @@ def train_base(
     out: Optional[str] = typer.Option(None, help="Output directory (default: $PEAM_HOME/models)."),
     experts: bool = typer.Option(True, "--experts/--no-experts", help="Also train one LoRA expert per skill category."),
     game: str = typer.Option("crafter", help="Whose segments to learn from."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a base that promoted experts were trained on, retiring them."),
 ):
     """Behavioural cloning: fit the fast policy on the slow path's successful segments, then one
     category expert each over the frozen base; experts are registered as candidates."""
@@ -138,9 +139,11 @@ def train_base(
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
+    from consolidation.base_training import base_lock, experts_on_base
     from consolidation.base_training import train_base as fit_base
     from consolidation.base_training import train_category_experts
     from memory.db import DEFAULT_HOME
+    from memory.registry import retire
     from memory.store import Store
 
     if device == "auto":
@@ -150,9 +153,20 @@ def train_base(
     out_dir = Path(out) if out else Path(os.environ.get("PEAM_HOME") or DEFAULT_HOME) / "models"
     console = _console()
     store = Store.open(db, create=False)
-    base = fit_base(store, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                    out_dir=out_dir, game=game, console=console,
-                    progress=console.is_terminal)
+    with base_lock(out_dir):  # no worker makes or reads a half-decided base meanwhile
+        on_base = experts_on_base(store, out_dir)
+        if on_base and not replace:
+            raise ConfigError(f"the base in {out_dir} carries {len(on_base)} promoted expert(s) "
+                              f"(#{', #'.join(str(e.id) for e in on_base)}): a new base would orphan "
+                              "them; add --replace to retire them and train a new base")
+        base = fit_base(store, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
+                        out_dir=out_dir, game=game, console=console,
+                        progress=console.is_terminal)
+        retire(store, [e.id for e in on_base])
+    if on_base:
+        console.print(f"retired {len(on_base)} promoted expert(s) of the old base "
+                      f"(#{', #'.join(str(e.id) for e in on_base)}): their categories consolidate "
+                      "again on the new base (`peam consolidate --category C`, or the self-trigger)")
     acc = base["val_accuracy"]
     console.print(f"base: {base['samples']} steps from {base['segments']} segments, "
                   f"{base['epochs_run']} epoch(s), val loss {_num(base['val_loss'])}, "
@@ -222,6 +236,20 @@ def jobs_(
     _console().print(jobs_table(jobs(store, limit, status)))
 
 
+@app.command("runs")
+def runs_(
+    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    limit: int = typer.Option(20, min=1, max=10_000, help="Newest runs to show."),
+):
+    """The runs, newest first; a run whose process died is shown (and stored) as interrupted."""
+    from agent.views import runs_table
+    from memory.runs import recent_runs
+    from memory.store import Store
+
+    store = Store.open(db, create=False)
+    _console().print(runs_table(recent_runs(store, limit)))
+
+
 @app.command()
 def worker(
     db: Optional[str] = typer.Option(None, help=DB_HELP),
@@ -236,8 +264,10 @@ def worker(
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
-    from consolidation.worker import Worker
+    from consolidation.worker import Worker, check_device
     from memory.store import Store
+
+    check_device(device)  # before a job is claimed: a worker's misconfiguration fails no job
 
     store = Store.open(db, create=False)
     from agent.evaluation import run_job

@@ -126,8 +126,10 @@ def run_job(store, job, heartbeat, *, device: str = "cpu", models_dir: str | Pat
     evaluator. `config` (a ConsolidationConfig), `plan_config` (a PlanJobConfig) and
     `eval_steps` shrink the budgets, for tests."""
     from consolidation.pipeline import ConsolidationConfig, run_pipeline
+    from consolidation.worker import check_device
     from memory.db import data_home
 
+    check_device(device)  # a worker without the device gives the job back instead of failing it
     models = Path(models_dir) if models_dir else data_home() / "models"
     if job.kind == "plan":
         from consolidation.plan_pipeline import PlanJobConfig, run_plan_pipeline

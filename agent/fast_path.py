@@ -57,8 +57,10 @@ class FastPolicy:
         from memory.expert_io import load_expert, read_expert
         from memory.inject import add_expert, inject, merged_copy
         from memory.lora import LoraConfig
+        from memory.registry import check_base, expert_dir
 
         self.policy, doc = load_base(Path(models_dir) / BASE_DIR, device)
+        check_base(experts, doc["sha256"])  # each expert on the base it was trained on, unaltered
         from envs import make_env
 
         self.category_of = {s.name: s.category for s in make_env(doc.get("game", "crafter")).catalog}
@@ -66,14 +68,14 @@ class FastPolicy:
         self.action_names = list(doc["action_names"])
         self.device = next(self.policy.parameters()).device
         if experts:
-            _, cfg = read_expert(experts[0].path)
+            _, cfg = read_expert(expert_dir(models_dir, experts[0].path))
             if "peam" in cfg:  # a non-plain routing (MoRAM): its own config travels with it
                 inject(self.policy, LoraConfig.from_dict(cfg["peam"]))
             else:
                 inject(self.policy, LoraConfig(r=cfg["r"], alpha=cfg["lora_alpha"], routing="category"))
             for i, ref in enumerate(experts):
                 add_expert(self.policy, ref.category)
-                load_expert(self.policy, ref.path, ref.category)
+                load_expert(self.policy, expert_dir(models_dir, ref.path), ref.category, sha256=ref.sha256)
                 self.index[ref.category] = i
         self.policy.eval()
         # Inference folds each category's expert into a copy of the base (W + s·BA): one

@@ -305,16 +305,16 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
     say(f"open-ended: {memory}, the craft tasks again (forgetting)")
     per = _play(runner, tasks, cfg.eval_episodes, EVAL_SEED, progress, bar)
     result["open"]["craft_after"][memory] = {"all": summarise([r for rs in per.values() for r in rs]),
-                                             "intact": _experts_intact(store)}
+                                             "intact": _experts_intact(store, models)}
     return fast
 
 
-def _experts_intact(store) -> bool:
+def _experts_intact(store, models: Path) -> bool:
     """Every promoted plan expert's file still has the digest it was registered with."""
     from memory.expert_io import sha256_of
-    from memory.registry import promoted
+    from memory.registry import expert_dir, promoted
 
-    return all(sha256_of(r.path) == r.sha256 for r in promoted(store, "crafter", "plan"))
+    return all(sha256_of(expert_dir(models, r.path)) == r.sha256 for r in promoted(store, "crafter", "plan"))
 
 
 # -- the report ---------------------------------------------------------------------------------

@@ -6,6 +6,9 @@ env, task, planner, database. Progress is shown with rich progress bars.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -70,6 +73,24 @@ def _progress(console: Console) -> Progress:
                     TimeElapsedColumn(), console=console, transient=False)
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM (`kill`, a scheduler stopping the job) ends the run as Ctrl-C does: the run and
+    its episode are marked interrupted on the way out, not left `running` (issue 19, item 2)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     """Play `spec.episodes` episodes; returns the runner's results."""
     from agent.runner import Runner
@@ -77,6 +98,7 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
 
     from agent.memory_modes import MemoryFastPath, auto_consolidate, check_mode
     from memory.db import data_home
+    from memory.runs import interrupt_run, sweep_stale_runs
 
     console = console or Console()
     env = make_env(spec.env)
@@ -100,10 +122,15 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
         planner = make_planner(spec.planner, env.catalog, options=spec.llm)
     store = store or Store.open(spec.db)
     store.sync_skills(env.catalog)
+    memory = None
+    if pool is None:  # experts that fail their checks (digest, base) are refused before a run row
+        memory = MemoryFastPath(spec.memory, store, env, data_home() / "models")
+        memory.refresh()
+    sweep_stale_runs(store)  # runs whose process was killed: interrupted, not running forever
     run_id = store.start_run(env=spec.env, task=task.name, planner=spec.planner,
                              memory_mode=spec.memory, config=spec.__dict__ | {"db": None, "llm": repr(spec.llm)})
     results, status = [], "failed"
-    with _progress(console) as progress:
+    with sigterm_as_interrupt(), _progress(console) as progress:
         eps = progress.add_task(f"{task.name}: episodes", total=spec.episodes)
 
         def report(result):
@@ -116,23 +143,27 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
                 f"{f' ({result.error})' if result.error else ''}")
 
         try:
+            def consolidate(fast) -> None:  # the self-trigger, between episodes
+                if spec.consolidate == "auto" and spec.memory == "peam":
+                    for job in auto_consolidate(store, env, data_home() / "models", fast,
+                                                progress.console):
+                        progress.console.print(f"  job #{job.id} {job.target}: {job.status}")
+
             if pool is not None:  # episodes complete as results come back, in any order
                 progress.console.print(pool.describe())
                 seeds = [spec.seed + i for i in range(spec.episodes)]
-                pool.run(task, seeds, run_id, on_result=report)
+                # The driver runs the jobs as results come in; the runners load what was
+                # promoted at the start of their next episode (issue 19, item 8).
+                pool.run(task, seeds, run_id, on_result=lambda r: (report(r), consolidate(None)))
                 results.sort(key=lambda r: r.seed)
             else:
                 steps = progress.add_task("steps", total=task.max_steps)
                 runner = Runner(env, planner, store, run_id, on_step=lambda n: progress.advance(steps, n))
-                memory = MemoryFastPath(spec.memory, store, env, data_home() / "models")
                 for i in range(spec.episodes):
                     progress.reset(steps, total=task.max_steps)
                     runner.arbiter = memory.refresh()  # newly promoted experts, from now on
                     report(runner.run_episode(task, spec.seed + i))
-                    if spec.consolidate == "auto" and spec.memory == "peam":
-                        for job in auto_consolidate(store, env, data_home() / "models",
-                                                    runner.arbiter.fast, progress.console):
-                            progress.console.print(f"  job #{job.id} {job.target}: {job.status}")
+                    consolidate(runner.arbiter.fast)
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -140,8 +171,11 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
         finally:
             if pool is not None:
                 pool.close()  # no runner writes after this point
-            store.fail_running_episodes(run_id, f"run {status}")
-            store.finish_run(run_id, status)
+            if status == "interrupted":
+                interrupt_run(store, run_id, "run interrupted")
+            else:
+                store.fail_running_episodes(run_id, f"run {status}")
+                store.finish_run(run_id, status)
     wins = sum(r.success for r in results)
     console.print(f"[bold]{task.name}[/]: {wins}/{len(results)} episodes succeeded; "
                   f"store: {store.url}")

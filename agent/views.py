@@ -40,3 +40,16 @@ def jobs_table(rows) -> Table:
     if not table.row_count:
         table.caption = "no job yet: `peam consolidate --skill S` queues one"
     return table
+
+
+def runs_table(rows) -> Table:
+    table = Table(title="runs", header_style="bold")
+    for col in ("run", "task", "memory", "status", "won", "steps", "started", "owner"):
+        table.add_column(col, no_wrap=col in ("run", "status", "won", "steps"))
+    for r in rows:
+        table.add_row(str(r.id), f"{r.env}: {r.task}", r.memory_mode, r.status,
+                      f"{r.successes}/{r.episodes}", str(r.steps),
+                      r.started_at.strftime("%m-%d %H:%M"), r.owner or "—")
+    if not table.row_count:
+        table.caption = "no run yet: `peam run` plays one"
+    return table

@@ -70,14 +70,14 @@ def load_policy(out_dir, store, device: str, with_experts: bool):
     from memory.expert_io import load_expert
     from memory.inject import inject
     from memory.lora import LoraConfig
-    from memory.registry import experts
+    from memory.registry import expert_dir, experts
 
     policy, _ = load_base(os.path.join(out_dir, "base"), device)
     if with_experts:
         rows = experts(store, "crafter")
         inject(policy, LoraConfig(r=rows[0].rank, routing="category"))
         for row in rows:
-            load_expert(policy, row.path, row.category)
+            load_expert(policy, expert_dir(out_dir, row.path), row.category)
     return policy.eval()
 
 

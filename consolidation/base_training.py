@@ -11,10 +11,14 @@ candidate with the sha256 of its tensors file. The base file is never written ag
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,16 +29,65 @@ from envs.errors import PeamError
 from memory.expert_io import save_expert, sha256_of
 from memory.inject import add_expert, expert_names, inject, set_expert_indices, trainable_only
 from memory.lora import LoraConfig
-from memory.policy import Policy, PolicyConfig, build_policy, resolve_device
-from memory.registry import register_expert
+from memory.policy import Policy, PolicyConfig, build_policy
+from memory.registry import register_expert, stored_path
 
 BASE_DIR, WEIGHTS, CONFIG = "base", "model.safetensors", "config.json"
+LOCK = ".base.lock"  # under the models directory: one process at a time makes a base
 NO_DATA = "no slow-path segments yet: run `peam run` or `peam demo` first"
 
 
 def has_base(models_dir: str | Path) -> bool:
     """Whether `train_base` has written a base policy under `models_dir`."""
     return (Path(models_dir) / BASE_DIR / WEIGHTS).is_file()
+
+
+@contextlib.contextmanager
+def base_lock(models_dir: str | Path):
+    """Hold the models directory's base lock (flock: released by the kernel if the holder
+    dies), so two workers on an empty models directory train the base once and neither
+    replaces it under the other (issue 19, item 4)."""
+    models = Path(models_dir)
+    made = not models.exists()
+    models.mkdir(parents=True, exist_ok=True)
+    with open(models / LOCK, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if made and [p.name for p in models.iterdir()] == [LOCK]:
+                # Nothing was made (no data, say): leave no trace, as a refused command should.
+                # A process waiting meanwhile keeps the lock's inode and re-checks the base.
+                (models / LOCK).unlink()
+                models.rmdir()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def ensure_base(models_dir: str | Path, train: Callable[[], object]) -> bool:
+    """Run `train` (which writes the base) unless a base exists, under the base lock; whether
+    it trained."""
+    with base_lock(models_dir):
+        if has_base(models_dir):
+            return False
+        train()
+        return True
+
+
+def base_sha256(models_dir: str | Path) -> str:
+    """The sha256 of the base's weights under `models_dir` (what experts record)."""
+    return hashlib.sha256((Path(models_dir) / BASE_DIR / WEIGHTS).read_bytes()).hexdigest()
+
+
+def experts_on_base(store, models_dir: str | Path) -> list:
+    """The promoted action experts that stand on the base in `models_dir` (or on no recorded
+    base): what replacing that base would orphan."""
+    from memory.registry import experts
+
+    if not has_base(models_dir):
+        return []
+    digest = base_sha256(models_dir)
+    return [e for e in experts(store, status="promoted", kind="action")
+            if e.base_sha256 in (None, digest)]
 
 
 class NoDataError(PeamError):
@@ -109,8 +162,9 @@ def save_base(policy: Policy, path: str | Path, extra: dict) -> None:
 
 
 def load_base(path: str | Path, device: str = "cpu") -> tuple[Policy, dict]:
-    """The base policy saved by `train_base` (directory `out_dir/base`) and its config.json."""
-    from safetensors.torch import load_file
+    """The base policy saved by `train_base` (directory `out_dir/base`) and its config.json,
+    with `sha256`: the digest of the weights loaded (the bytes hashed are the bytes loaded)."""
+    from safetensors.torch import load
 
     path = Path(path)
     if not (path / WEIGHTS).is_file() or not (path / CONFIG).is_file():
@@ -119,8 +173,9 @@ def load_base(path: str | Path, device: str = "cpu") -> tuple[Policy, dict]:
     saved = {"map_radius": 0, "targets": False, **doc["policy"]}  # bases saved before these inputs had none
     cfg = PolicyConfig(**{**saved, "view_shape": tuple(saved["view_shape"]), "device": device})
     policy = build_policy(cfg, doc["n_cells"], doc["n_items"], doc["n_actions"], doc["skill_names"])
-    policy.load_state_dict(load_file(str(path / WEIGHTS), device=str(resolve_device(device))))
-    return policy, doc
+    data = (path / WEIGHTS).read_bytes()
+    policy.load_state_dict(load(data))
+    return policy, {**doc, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 # -- the experts --------------------------------------------------------------------------------
@@ -166,8 +221,8 @@ def train_category_experts(store, *, out_dir: str | Path, epochs: int = 3, batch
                    "train_samples": len(split.train), "segments": len(segs), "base_val_loss": before and before[0],
                    "base_val_accuracy": before and before[1]}
         expert_id = register_expert(store, game=game, category=category, routing="category",
-                                    rank=rank, path=str(path), sha256=digest, params=n_params,
-                                    metrics=metrics)
+                                    rank=rank, path=stored_path(out_dir, path), sha256=digest,
+                                    params=n_params, metrics=metrics, base_sha256=doc["sha256"])
         results[category] = {**metrics, "path": str(path), "sha256": digest, "expert_id": expert_id,
                              "params": n_params}
     for n, p in policy.named_parameters():  # isolation: the base and earlier experts untouched

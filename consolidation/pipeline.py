@@ -21,7 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from consolidation.base_training import has_base, train_base
+from consolidation.base_training import ensure_base, train_base
+from consolidation.candidates import job_tag, supersede_job_candidates
 from consolidation.queue import JobRow, advance
 from consolidation.trainer import ExpertTrainingConfig, train_expert
 from consolidation.worker import JobOutcome
@@ -57,11 +58,11 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
     models_dir = Path(models_dir)
     catalog = make_env(job.game).catalog
     category = job.category or catalog[job.skill].category
-    if not has_base(models_dir):
-        # The first job of a store trains the frozen base all experts share.
-        train_base(store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir,
-                   game=job.game, progress=False, mirror=cfg.mirror,
-                   config=PolicyConfig(targets=cfg.targets))
+    # The first job of a store trains the frozen base all experts share (once, under a lock).
+    ensure_base(models_dir, lambda: train_base(
+        store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir, game=job.game,
+        progress=False, mirror=cfg.mirror, config=PolicyConfig(targets=cfg.targets)))
+    supersede_job_candidates(store, job, models_dir)  # what an earlier, killed attempt left
     heartbeat()
     current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
     expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)
@@ -75,18 +76,20 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
                             current_path=current.path if current else None, config=expert_cfg)
 
     t0 = time.perf_counter()
-    candidate, practice_s, practice_steps = train(f"job{job.id}"), 0.0, []
+    tag = job_tag(job)
+    candidate, practice_s, practice_steps = train(tag), 0.0, []
     for k in range(1, cfg.practice_rounds + 1 if practise is not None and skills else 1):
         heartbeat()
         if not _intact(candidate.path, candidate.sha256):
             break  # the gate below rejects it
         t1 = time.perf_counter()
-        practice_steps.append(practise(others + [ExpertRef(category, candidate.path, candidate.expert_id)],
+        practice_steps.append(practise(others + [ExpertRef(category, candidate.path, candidate.expert_id,
+                                                           sha256=candidate.sha256)],
                                    skills, cfg.practice_episodes, k))
         practice_s += time.perf_counter() - t1
         heartbeat()
         _set_status(store, candidate.expert_id, "superseded")
-        candidate = train(f"job{job.id}-r{k}")
+        candidate = train(f"{tag}-r{k}")
     train_s = time.perf_counter() - t0 - practice_s
     heartbeat()
     advance(store, job.id, job.worker, "evaluating", expert_id=candidate.expert_id)
@@ -101,7 +104,7 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
         _set_status(store, candidate.expert_id, "rejected")
         return JobOutcome("rejected", candidate.expert_id, {**metrics, "rejected": "file not intact"})
 
-    cand_ref = ExpertRef(category, candidate.path, candidate.expert_id)
+    cand_ref = ExpertRef(category, candidate.path, candidate.expert_id, sha256=candidate.sha256)
     with_candidate = evaluate(others + [cand_ref], skills, cfg.eval_episodes)
     heartbeat()
     with_current = (evaluate(others + [ref_of(current)], skills, cfg.eval_episodes)

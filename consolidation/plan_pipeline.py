@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from consolidation.base_training import NoDataError
+from consolidation.base_training import NoDataError, base_lock
+from consolidation.candidates import job_tag, supersede_job_candidates
 from consolidation.plan_training import PlanTrainingConfig, plan_data, train_plan_base, train_plan_expert
 from consolidation.queue import JobRow, advance
 from consolidation.worker import JobOutcome
@@ -55,9 +56,10 @@ def run_plan_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, eval
     catalog = make_env(job.game).catalog
     category = job.category
     training = cfg.training
-    if not has_plan_base(models_dir):
-        # The first plan job of a store trains the frozen plan base all plan experts share.
-        train_plan_base(store, models_dir=models_dir, game=job.game, catalog=catalog, config=training)
+    with base_lock(models_dir):  # the first plan job trains the plan base all plan experts share
+        if not has_plan_base(models_dir):
+            train_plan_base(store, models_dir=models_dir, game=job.game, catalog=catalog, config=training)
+    supersede_job_candidates(store, job, models_dir)  # what an earlier, killed attempt left
     heartbeat()
     rows = promoted(store, job.game, "plan")
     current = next((e for e in rows if e.category == category and e.skill is None), None)
@@ -66,7 +68,7 @@ def run_plan_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, eval
                 if training.routing == "moram" else None)
     t0 = time.perf_counter()
     candidate = train_plan_expert(store, models_dir=models_dir, game=job.game, catalog=catalog,
-                                  category=category, tag=f"job{job.id}",
+                                  category=category, tag=job_tag(job),
                                   current_path=current.path if current else None,
                                   previous=previous, config=training)
     train_s = time.perf_counter() - t0
@@ -83,7 +85,7 @@ def run_plan_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, eval
         return JobOutcome("rejected", candidate.expert_id, {**metrics, "rejected": "file not intact"})
     # In MoRAM's case the earlier groups are part of the candidate (they are loaded with it).
     refs = others + [ExpertRef(category, candidate.path, candidate.expert_id,
-                               support=candidate.metrics.get("support"))]
+                               support=candidate.metrics.get("support"), sha256=candidate.sha256)]
     with_candidate = evaluate(refs, tasks, cfg.eval_episodes)
     heartbeat()
     slow = evaluate(None, tasks, cfg.eval_episodes)

@@ -32,8 +32,8 @@ from memory.expert_io import load_expert, save_expert
 from memory.inject import add_expert, expert_names, inject, set_expert_indices, trainable_only
 from memory.lora import LoraConfig
 from memory.plan_policy import (PLAN_DIR, PLAN_TARGETS, PlanConfig, PlanNet, PlanSpec, features,
-                                load_plan_base, plan_category, save_plan_base)
-from memory.registry import register_expert
+                                load_plan_base, plan_base_sha256, plan_category, save_plan_base)
+from memory.registry import expert_dir, register_expert, stored_path
 
 PLANNED = ("planner", "cursor", "fallback")  # the slow planner's decisions (memory.columns.DECIDERS)
 NO_DECISIONS = "no planner decisions recorded yet: run `peam run` (or `peam demo`) first"
@@ -168,11 +168,11 @@ def train_plan_expert(store, *, models_dir: str | Path, game: str, catalog, cate
     inject(net, lora)
     for i, path in enumerate(previous or []):  # MoRAM: earlier groups of atoms, frozen
         add_expert(net, f"stage{i}")
-        load_expert(net, path, f"stage{i}")
+        load_expert(net, expert_dir(models_dir, path), f"stage{i}")
     reference = -1
     if current_path is not None and cfg.routing == "category":
         add_expert(net, REFERENCE)
-        load_expert(net, current_path, REFERENCE)
+        load_expert(net, expert_dir(models_dir, current_path), REFERENCE)
         reference = expert_names(net).index(REFERENCE)
     add_expert(net, CANDIDATE)
     index = expert_names(net).index(CANDIDATE)
@@ -191,11 +191,12 @@ def train_plan_expert(store, *, models_dir: str | Path, game: str, catalog, cate
     n_params = sum(p.numel() for p in params)
     metrics = {**fit, "seconds": time.perf_counter() - t0, "decisions": len(data), "tasks": data.counts,
                "support": data.support(spec),
-               "pairs": int(len(data.chosen)), "reference": current_path or "base",
+               "pairs": int(len(data.chosen)), "reference": str(current_path or "base"),
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
     expert_id = register_expert(store, game=game, category=category, routing=cfg.routing, rank=cfg.rank,
-                                path=str(path), sha256=digest, params=n_params, metrics=metrics, kind="plan")
+                                path=stored_path(models_dir, path), sha256=digest, params=n_params,
+                                metrics=metrics, kind="plan", base_sha256=plan_base_sha256(models_dir))
     return PlanCandidate(expert_id, str(path), digest, n_params, metrics)
 
 

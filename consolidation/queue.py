@@ -164,6 +164,19 @@ def requeue_expired(store, now: datetime | None = None, *,
         return len(expired)
 
 
+def release(store, job_id: int, worker: str) -> bool:
+    """Give `worker`'s job back to the queue untouched (no attempt counted): the worker could
+    not run it (its own setup failed), which says nothing about the job. False when the job
+    was no longer this worker's."""
+    with store.session() as s:
+        try:
+            job = _held(s, job_id, worker)
+        except LeaseLostError:
+            return False
+        job.status, job.worker, job.lease_until, job.started_at = "queued", None, None, None
+        return True
+
+
 def advance(store, job_id: int, worker: str, status: str, *, expert_id: int | None = None,
             metrics: dict | None = None, error: str | None = None) -> JobRow:
     """Move `worker`'s job to `status` along the state machine; ValueError for an illegal

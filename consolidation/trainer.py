@@ -25,7 +25,7 @@ from memory import columns as C
 from memory.expert_io import load_expert, save_expert
 from memory.inject import add_expert, expert_names, inject, set_expert_indices, trainable_only
 from memory.lora import LoraConfig
-from memory.registry import register_expert
+from memory.registry import expert_dir, register_expert, stored_path
 
 CANDIDATE, REFERENCE = "candidate", "reference"
 
@@ -86,14 +86,14 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
     ref_index = -1  # no current expert: the reference is the base alone
     for i, path in enumerate(previous or []):  # MoRAM: earlier stages' atoms, frozen
         add_expert(policy, f"stage{i}")
-        load_expert(policy, path, f"stage{i}")
+        load_expert(policy, expert_dir(models_dir, path), f"stage{i}")
     if current_path is not None and routing != "moram":
         add_expert(policy, REFERENCE)
-        load_expert(policy, current_path, REFERENCE)
+        load_expert(policy, expert_dir(models_dir, current_path), REFERENCE)
         ref_index = expert_names(policy).index(REFERENCE)
     add_expert(policy, CANDIDATE)
     if init_from is not None:
-        load_expert(policy, init_from, CANDIDATE)
+        load_expert(policy, expert_dir(models_dir, init_from), CANDIDATE)
     index = expert_names(policy).index(CANDIDATE)
     frozen = {n: p.detach().clone() for n, p in policy.named_parameters()}
 
@@ -121,12 +121,12 @@ def train_expert(store, *, models_dir: str | Path, game: str, category: str, tag
     metrics = {**fit, "seconds": seconds, "samples": len(data) // data.copies, "copies": data.copies,
                "relabelled": data.relabelled,
                "pairs": 0 if pairs is None else pairs["n"],
-               "reference": "base" if current_path is None else current_path,
+               "reference": "base" if current_path is None else str(current_path),
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
     expert_id = register_expert(store, game=game, category=category, routing=routing,
-                                rank=cfg.rank, path=str(path), sha256=digest, params=n_params,
-                                metrics=metrics)
+                                rank=cfg.rank, path=stored_path(models_dir, path), sha256=digest,
+                                params=n_params, metrics=metrics, base_sha256=doc["sha256"])
     return Candidate(expert_id, str(path), digest, n_params, metrics)
 
 

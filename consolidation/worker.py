@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from consolidation.queue import (MAX_ATTEMPTS, JobRow, LeaseLostError, advance, claim, get_job,
-                                 heartbeat, requeue_expired)
+                                 heartbeat, release, requeue_expired)
+from envs.errors import PeamError
 
 log = logging.getLogger(__name__)
 OUTCOMES = ("promoted", "rejected")
@@ -37,6 +38,21 @@ class JobOutcome:
 
 
 Process = Callable[[JobRow, Callable[[], None]], JobOutcome]
+
+
+class WorkerSetupError(PeamError):
+    """The worker itself cannot run jobs (no such device, ...): its job goes back to the queue,
+    never failed for it (issue 19, item 1); the message says how to mend the worker."""
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have, before any job is claimed."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise WorkerSetupError(f"--device {device} but torch sees no CUDA GPU on this machine: "
+                                   "use --device cpu (or auto), or start the worker on a GPU machine")
 
 
 def default_name() -> str:
@@ -75,6 +91,9 @@ class Worker:
             self._finish(job.id, outcome)
         except LeaseLostError as e:  # another worker owns it now: record nothing
             log.warning("worker %s lost job %d: %s", self.name, job.id, e)
+        except WorkerSetupError:  # the worker's fault, not the job's: back to the queue
+            release(self.store, job.id, self.name)
+            raise
         except Exception as e:  # noqa: BLE001 — any crash of a job is recorded on the job
             log.exception("job %d failed", job.id)
             try:

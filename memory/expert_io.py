@@ -131,9 +131,13 @@ def sha256_of(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_expert(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors (keys without PEFT's prefix) and the JSON config of an expert directory."""
-    from safetensors.torch import load_file
+def read_expert(path: str | Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors (keys without PEFT's prefix) and the JSON config of an expert directory.
+
+    With `sha256` (the registry's), the tensors file must hash to it: safetensors checks the
+    header, not the numbers, so an altered tensor would otherwise load (issue 19, item 5). The
+    bytes hashed are the bytes loaded."""
+    from safetensors.torch import load
 
     path = Path(path)
     weights, cfg_file = path / WEIGHTS_NAME, path / CONFIG_NAME
@@ -145,18 +149,24 @@ def read_expert(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
             raise ValueError("not a JSON object")
     except (ValueError, UnicodeDecodeError) as e:
         raise AdapterError(f"{cfg_file} is not valid JSON ({e}); restore it or retrain the expert") from None
+    data = weights.read_bytes()
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise AdapterError(f"{weights} does not match the sha256 registered for it (altered or damaged "
+                           "since it was trained): restore the file or retrain the expert")
     try:
-        sd = load_file(str(weights))
+        sd = load(data)
     except Exception as e:  # safetensors raises its own SafetensorError, OSError, ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise AdapterError(f"{weights} is corrupt or truncated ({msg}); restore it or retrain the expert") from None
     return {k.removeprefix(PREFIX): v for k, v in sd.items()}, cfg
 
 
-def load_expert(model: nn.Module, path: str | Path, expert: str, config: LoraConfig | None = None) -> None:
-    """Load the expert at `path` into `model` under the name `expert`; a misfit raises AdapterError."""
+def load_expert(model: nn.Module, path: str | Path, expert: str, config: LoraConfig | None = None,
+                sha256: str | None = None) -> None:
+    """Load the expert at `path` into `model` under the name `expert`; a misfit (or, with
+    `sha256`, a file that does not hash to it) raises AdapterError."""
     config = config or _model_config(model)
-    sd, cfg = read_expert(path)
+    sd, cfg = read_expert(path, sha256)
     saved = cfg.get("peam", {}).get("routing", "lora")
     if (saved in PLAIN) != (config.routing in PLAIN) or (saved not in PLAIN and saved != config.routing):
         raise AdapterError(f"{path} holds a {saved!r} expert but the model routes by {config.routing!r}")

@@ -135,6 +135,13 @@ def has_plan_base(models_dir: str | Path) -> bool:
     return (Path(models_dir) / PLAN_DIR / BASE_DIR / WEIGHTS).is_file()
 
 
+def plan_base_sha256(models_dir: str | Path) -> str:
+    """The sha256 of the plan base's weights (what plan experts record as their base)."""
+    import hashlib
+
+    return hashlib.sha256((Path(models_dir) / PLAN_DIR / BASE_DIR / WEIGHTS).read_bytes()).hexdigest()
+
+
 def save_plan_base(net: PlanNet, spec: PlanSpec, models_dir: str | Path, metrics: dict) -> Path:
     """`model.safetensors` + `config.json`, written atomically (temp dir, fsync, rename)."""
     from safetensors.torch import save_file
@@ -188,7 +195,10 @@ class PlanMemory:
         from memory.inject import add_expert, inject
         from memory.lora import LoraConfig
 
+        from memory.registry import check_base, expert_dir
+
         self.net, self.spec = load_plan_base(models_dir, device)
+        check_base(experts, plan_base_sha256(models_dir), "plan base")
         self.device = torch.device(device)
         self.experts = {e.category: e for e in experts}
         self.index: dict[str, int] = {}
@@ -200,7 +210,7 @@ class PlanMemory:
                     for task, names in e.support.items()}
         self.routing = "category"
         if experts:
-            _, cfg = read_expert(experts[0].path)
+            _, cfg = read_expert(expert_dir(models_dir, experts[0].path))
             lora = (LoraConfig.from_dict(cfg["peam"]) if "peam" in cfg else
                     LoraConfig(r=cfg["r"], alpha=cfg["lora_alpha"], routing="category",
                                target_modules=PLAN_TARGETS))
@@ -209,7 +219,7 @@ class PlanMemory:
             inject(self.net, lora)
             for i, ref in enumerate(experts):
                 add_expert(self.net, ref.category)
-                load_expert(self.net, ref.path, ref.category)
+                load_expert(self.net, expert_dir(models_dir, ref.path), ref.category, sha256=ref.sha256)
                 self.index[ref.category] = i
         self.net.eval()
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from memory.columns import DECIDERS, OUTCOMES, PATHS, STEP_KEYS
 from memory.db import StoreError, db_failure, masked, open_engine
+from memory.runs import owner
 from memory.tables import (EPISODE_STATUSES, Base, Episode, Evaluation, Expert, Job, Run,
                            Segment, Skill, utcnow)
 
@@ -269,9 +270,9 @@ class Store:
 
     def start_run(self, *, env: str, task: str, planner: str, memory_mode: str,
                   config: dict) -> int:
-        with self.session() as s:
+        with self.session() as s:  # `owner`: a run its process leaves behind is swept later
             run = Run(env=env, task=task, planner=planner, memory_mode=memory_mode,
-                      config=config, started_at=utcnow(), status="running")
+                      config=config, started_at=utcnow(), status="running", **owner())
             s.add(run)
             s.flush()
             return run.id

@@ -14,7 +14,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from memory.columns import OUTCOMES, PATHS
 
-EPISODE_STATUSES = ("running", "success", "failure", "failed")  # failed: crashed, see `error`
+# failed: crashed, see `error`; interrupted: stopped from outside (Ctrl-C, SIGTERM, its process
+# killed), its committed segments kept
+EPISODE_STATUSES = ("running", "success", "failure", "failed", "interrupted")
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -93,6 +95,10 @@ class Run(Base):
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16))
+    # Which process plays the run: a `running` run whose process is gone is swept to
+    # `interrupted` (memory/runs.py).
+    owner_host: Mapped[str | None] = mapped_column(String(255))
+    owner_pid: Mapped[int | None]
 
 
 class Episode(Base):
@@ -173,6 +179,9 @@ class Expert(Base):
     version: Mapped[int]
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
+    # The sha256 of the frozen base's weights the expert was trained on: it is refused on any
+    # other base (None: registered before this was recorded).
+    base_sha256: Mapped[str | None] = mapped_column(String(64))
     params: Mapped[int]
     status: Mapped[str] = mapped_column(String(16), index=True)  # candidate|promoted|...
     metrics: Mapped[dict | None]

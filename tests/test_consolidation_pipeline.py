@@ -23,7 +23,7 @@ from envs import make_env
 from envs.tasks import resolve_task
 from memory import columns as C
 from memory.expert_io import sha256_of
-from memory.registry import experts, promoted
+from memory.registry import expert_dir, experts, promoted
 from memory.store import Store
 from memory.tables import Evaluation
 
@@ -68,7 +68,7 @@ def test_a_job_trains_gates_in_the_game_and_promotes(world):
     assert m["candidate_success"] >= m["current_success"] and m["candidate_success"] > 0
     (row,) = promoted(store, "crafter")
     assert row.id == job.expert_id and row.category == "build"
-    assert sha256_of(row.path) == row.sha256
+    assert sha256_of(expert_dir(models, row.path)) == row.sha256
     fast = expert_fast_path("peam", store, "crafter", models)
     assert fast.covers("build") and not fast.covers("craft")
     ref = fast.experts["build"]  # what the gate measured travels with the expert to the arbiter

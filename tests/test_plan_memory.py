@@ -246,13 +246,13 @@ def test_training_a_plan_expert_leaves_the_base_and_other_experts_bytes_unchange
     from consolidation.plan_training import PlanTrainingConfig, train_plan_expert
     from memory.expert_io import read_expert, sha256_of
     from memory.plan_policy import PLAN_DIR
-    from memory.registry import promoted
+    from memory.registry import expert_dir, promoted
 
     store, models, _ = practised
     copy = tmp_path / "models"
     shutil.copytree(models, copy)
     (craft,) = promoted(store, "crafter", "plan")
-    craft_file = craft.path.replace(str(models), str(copy))
+    craft_file = expert_dir(copy, craft.path)  # registered relative to the models directory
     base = copy / PLAN_DIR / "base" / "model.safetensors"
     before = (sha256_of(base), sha256_of(craft_file))
     cand = train_plan_expert(store, models_dir=copy, game="crafter", catalog=CATALOG, category="craft",

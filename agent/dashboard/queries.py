@@ -192,6 +192,9 @@ def queue_job(store: Store, request: JobRequest) -> JobOut:
 
 
 def runs(store: Store, *, limit: int, offset: int) -> list[RunOut]:
+    from memory.runs import sweep_stale_runs
+
+    sweep_stale_runs(store)  # a run whose process died shows as interrupted, not running
     won = func.sum(case((Episode.status == "success", 1), else_=0))
     totals = (select(Episode.run_id, func.count().label("n"), won.label("won"),
                      func.sum(Episode.fast_steps).label("fast"),
