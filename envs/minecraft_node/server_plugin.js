@@ -28,7 +28,7 @@ module.exports = function install (serv) {
       for (const drop of drops) {
         drop.blockDropPosition = player.position.offset(0, 0.5, 0)
         drop.blockDropVelocity = new Vec3(0, 0, 0)
-        drop.blockDropPickup = 0
+        drop.blockDropPickup = 1 // ms; 0 would mean never
       }
     })
   })
