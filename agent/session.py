@@ -108,6 +108,7 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
                 pool.close()  # no runner writes after this point
             store.fail_running_episodes(run_id, f"run {status}")
             store.finish_run(run_id, status)
+            env.close()  # a game in a child process (Minecraft) ends with the run
     wins = sum(r.success for r in results)
     console.print(f"[bold]{task.name}[/]: {wins}/{len(results)} episodes succeeded; "
                   f"store: {store.url}")

@@ -58,7 +58,13 @@ def find_node() -> str:
 
 
 def install_dir() -> Path:
-    return Path(os.environ.get(DIR_ENV) or PACKAGE_DIR)
+    """$PEAM_MINECRAFT_NODE_DIR, else beside the package, else (a read-only install) the
+    user's cache."""
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV])
+    if os.access(PACKAGE_DIR, os.W_OK):
+        return PACKAGE_DIR
+    return Path.home() / ".cache" / "peam" / "minecraft_node"
 
 
 def modules_dir() -> Path:

@@ -191,7 +191,8 @@ def test_closing_the_env_ends_its_node_process(env):
         socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
-def test_a_sigkilled_run_leaves_no_node_process_behind(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_a_killed_or_interrupted_run_leaves_no_node_process_behind(tmp_path, sig):
     run = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--env", "minecraft", "--task",
                             "make_stone_pickaxe", "--db", f"sqlite:///{tmp_path / 'peam.db'}"],
                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), PEAM_HOME=str(tmp_path)),
@@ -203,8 +204,12 @@ def test_a_sigkilled_run_leaves_no_node_process_behind(tmp_path):
             time.sleep(0.1)
         children = {p for p, parent in _bots().items() if parent == run.pid}
     finally:
-        run.send_signal(signal.SIGKILL)
-        run.wait()
+        run.send_signal(sig)
+        try:
+            run.wait(timeout=30)
+        finally:
+            run.kill()
+            run.wait()
     assert _wait_gone(children) == set()
 
 
