@@ -137,6 +137,20 @@ console.log(JSON.stringify([c.chooseRecipe(recipes, slots, false).error, !!c.cho
     assert json.loads(out.stdout) == ["needs a crafting table within reach", True]
 
 
+def test_a_bedrock_wall_bounds_the_world_so_the_agents_map_holds_it():
+    from agent.world_memory import SIZE
+    from envs.minecraft_catalog import WORLD
+    from envs.minecraft_process import find_node, modules_dir
+
+    border = WORLD["border"]
+    script = (f"const f = require('./generator.js').features; const m = f(1000, {border // 16}, 0);"
+              f"console.log(JSON.stringify([m.get('{border},5,3'), m.get('{border},7,3'), m.get('{border - 1},5,3') || null]))")
+    out = subprocess.run([find_node(), "-e", script], cwd=ROOT / "envs" / "minecraft_node", capture_output=True,
+                         text=True, env=dict(os.environ, NODE_PATH=str(modules_dir())), check=True)
+    assert json.loads(out.stdout)[:2] == ["bedrock", "bedrock"]
+    assert border + WORLD["view_radius"] + 8 < SIZE // 2  # the map (and its crops) never run off
+
+
 # -- the game ------------------------------------------------------------------------------------
 
 def test_the_observation_is_what_the_bot_sees_around_it(env):

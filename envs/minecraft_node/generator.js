@@ -2,7 +2,9 @@
 // A seeded flat world for peam: grass over dirt, oak trees, and stone outcrops with coal and
 // iron ore in them. Every block is a pure function of (seed, x, y, z), so chunks can be made
 // in any order and a seed always gives the same world. flying-squid's own generators have no
-// trees or ores (issue 17). The spawn column (0, 0) and its neighbours are kept clear.
+// trees or ores (issue 17). The spawn column (0, 0) and its neighbours are kept clear, and a
+// bedrock wall at `border` blocks from the spawn bounds the play area, as Crafter's 64x64 map
+// is bounded: the agent's map of what it has seen is finite (agent/world_memory.py).
 const { Vec3 } = require('vec3')
 const WORLD = require('./world.json')
 
@@ -10,6 +12,8 @@ const GROUND = WORLD.ground_y
 const TREE_CELL = 7 // one tree at most per 7x7 cell
 const ROCK_CELL = 11 // one outcrop at most per 11x11 cell
 const CLEAR = 2 // blocks around the spawn that stay open
+const BORDER = WORLD.border
+const WALL = 3 // blocks high: nothing walks or jumps over it
 
 function hash (seed, a, b, salt) {
   let h = (seed | 0) ^ Math.imul(a | 0, 0x27d4eb2d) ^ Math.imul(b | 0, 0x165667b1) ^ Math.imul(salt | 0, 0x9e3779b1)
@@ -78,6 +82,11 @@ function features (seed, cx, cz) {
   }
   for (let x = x0; x < x0 + 16; x++) {
     for (let z = z0; z < z0 + 16; z++) {
+      const ring = Math.max(Math.abs(x - WORLD.spawn[0]), Math.abs(z - WORLD.spawn[2]))
+      if (ring >= BORDER) {
+        for (let dy = 1; dy <= WALL; dy++) blocks.set(`${x},${GROUND + dy},${z}`, 'bedrock')
+        continue
+      }
       const height = rockAt(x, z)
       for (let dy = 1; dy <= height; dy++) {
         const roll = hash(seed, x * 31 + dy, z, 3) % 100
