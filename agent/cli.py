@@ -29,7 +29,7 @@ def _console():
 
 @app.command()
 def run(
-    env: str = typer.Option("crafter", help="Game backend: crafter (embedded) or minedojo (extra)."),
+    env: str = typer.Option("crafter", help="Game backend: crafter (embedded), minecraft (Node server + bot) or minedojo (extra)."),
     task: str = typer.Option("make_stone_pickaxe", help="A catalog skill, a long-horizon task, or all_achievements."),
     episodes: int = typer.Option(1, min=1, help="Episodes to play."),
     seed: int = typer.Option(0, help="Seed of the first episode (0..2**31-1); episode i uses seed+i."),

@@ -59,6 +59,8 @@ class DeliberateExecutor:
             return self._craft(obs, skill)
         if skill.target:
             return self._use_target(obs, skill)
+        if skill.name in skill.actions:  # a craft that needs no station: its own action
+            return skill.name
         return "noop"
 
     def _reflex(self, obs: Observation) -> str | None:
@@ -322,7 +324,7 @@ class DeliberateExecutor:
         mem = self.memory
         prefer: set[int] = set()
         if toward_rock or skill is not None and skill.requires and any(t in MOUNTAIN for t in skill.target):
-            prefer = {mem.ids[k] for k in MOUNTAIN}
+            prefer = {mem.ids[k] for k in MOUNTAIN if k in mem.ids}
         if skill is not None and skill.name == "defeat_skeleton":
             prefer = {mem.ids["path"]}
         goal = nav.frontier(mem, prefer)

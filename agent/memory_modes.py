@@ -187,7 +187,7 @@ def _fresh_policy_act(env):
 
         from memory.policy import PolicyConfig, build_policy
 
-        policy = build_policy(PolicyConfig(), len(env.cell_names), len(env.catalog.items),
+        policy = build_policy(PolicyConfig(view_shape=tuple(env.view_shape)), len(env.cell_names), len(env.catalog.items),
                               len(env.action_names), env.catalog.names).eval()
         items = list(env.catalog.items)
 

@@ -28,7 +28,7 @@ def step_costs(mem: WorldMemory, inventory: dict[str, int], may_dig: bool = True
             digs["iron"] = DIG_COST
         if inventory.get("iron_pickaxe", 0):
             digs["diamond"] = DIG_COST
-        costs.update({mem.ids[k]: v for k, v in digs.items()})
+        costs.update({mem.ids[k]: v for k, v in digs.items() if k in mem.ids})  # Crafter's cells
     return costs
 
 

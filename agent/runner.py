@@ -30,6 +30,7 @@ from agent.executor import DeliberateExecutor
 from agent.planner import LOW_HEALTH, Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
 from envs.base import Env, Observation
 from envs.catalog import Skill
+from envs.errors import GameCrashedError
 from envs.tasks import Task
 from memory import columns as C
 from memory.plan_policy import plan_category
@@ -173,6 +174,9 @@ class Runner:
             if self.recorder is not None:
                 self.recorder.finish_episode(episode_id, status="failed", steps=0, reward=0.0,
                                              achievements={}, error=f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, GameCrashedError):  # the game died, not the agent: the run goes on
+                return EpisodeResult(seed, episode_id, False, 0, 0.0, [], False, 0, 0, error=str(exc),
+                                     wall_s=time.perf_counter() - t0)
             raise
         result.wall_s = time.perf_counter() - t0
         if self.recorder is not None:

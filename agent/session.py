@@ -176,6 +176,7 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
             else:
                 store.fail_running_episodes(run_id, f"run {status}")
                 store.finish_run(run_id, status)
+            env.close()  # a game in a child process (Minecraft) ends with the run
     wins = sum(r.success for r in results)
     console.print(f"[bold]{task.name}[/]: {wins}/{len(results)} episodes succeeded; "
                   f"store: {store.url}")

@@ -35,7 +35,10 @@ class WorldMemory:
 
     def observe(self, obs: Observation, last_action: str | None) -> None:
         """Fold a new screen into the map; `last_action` is what produced it."""
-        if self.last_view is not None and last_action in DIRS and not obs.sleeping:
+        if "position" in obs.extras:  # the game reports it (Minecraft's debug screen)
+            x, y = obs.extras["position"]
+            self.pos = (SIZE // 2 + int(x), SIZE // 2 + int(y))
+        elif self.last_view is not None and last_action in DIRS and not obs.sleeping:
             self.pos = self._localise(obs.local_view, DIRS[last_action])
         self.facing = obs.facing
         self.step += 1
@@ -68,7 +71,7 @@ class WorldMemory:
         is_creature = np.isin(view, list(self.creature_ids))
         region = self.static[x0:x0 + w, y0:y0 + h]
         # A creature hides the ground under it: keep what was there, or guess grass.
-        ground = np.where(is_creature, np.where(region > 0, region, self.ids["grass"]), view)
+        ground = np.where(is_creature, np.where(region > 0, region, self.ids.get("grass", 0)), view)
         ground = np.where(view == 0, region, ground)  # 0: outside the world, nothing learnt
         self.static[x0:x0 + w, y0:y0 + h] = ground
         self.seen_at[x0:x0 + w, y0:y0 + h] = self.step

@@ -114,7 +114,8 @@ def game_spec(game: str) -> dict:
 
     env = make_env(game)
     return {"game": game, "cell_names": list(env.cell_names), "action_names": list(env.action_names),
-            "items": list(env.catalog.items), "skill_names": list(env.catalog.names)}
+            "items": list(env.catalog.items), "skill_names": list(env.catalog.names),
+            "view_shape": tuple(env.view_shape)}
 
 
 def train_base(store, *, epochs: int = 3, batch_size: int = 64, lr: float = 3e-4,
@@ -125,7 +126,7 @@ def train_base(store, *, epochs: int = 3, batch_size: int = 64, lr: float = 3e-4
     `mirror`: see `SegmentDataset`); returns its metrics."""
     torch.manual_seed(seed)
     spec = game_spec(game)
-    config = replace(config or PolicyConfig(), device=device)
+    config = replace(config or PolicyConfig(), device=device, view_shape=spec["view_shape"])  # the game's
     policy = build_policy(config, len(spec["cell_names"]), len(spec["items"]),
                           len(spec["action_names"]), spec["skill_names"])
     data = SegmentDataset(store, policy.tokenizer, game=game, map_radius=config.map_radius,

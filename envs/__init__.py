@@ -11,15 +11,19 @@ __all__ = [
     "make_env", "ENV_NAMES",
 ]
 
-ENV_NAMES = ("crafter", "minedojo")
+ENV_NAMES = ("crafter", "minecraft", "minedojo")
 
 
 def make_env(name: str, **kwargs) -> Env:
-    """Build a game backend by name (`crafter`, `minedojo`)."""
+    """Build a game backend by name (`crafter`, `minecraft`, `minedojo`)."""
     if name == "crafter":
         from envs.crafter import CrafterEnv
 
         return CrafterEnv(**kwargs)
+    if name == "minecraft":
+        from envs.minecraft import MinecraftEnv  # a Node child process per episode
+
+        return MinecraftEnv(**kwargs)
     if name == "minedojo":
         from envs.minedojo import MineDojoEnv  # optional extra; raises a PeamError if absent
 

@@ -44,10 +44,13 @@ class Skill:
 class SkillCatalog:
     """An ordered, immutable set of skills with look-ups the planner needs."""
 
-    def __init__(self, skills: list[Skill], items: dict[str, dict], game: str):
+    def __init__(self, skills: list[Skill], items: dict[str, dict], game: str,
+                 aliases: dict[str, str] | None = None):
         self.game = game
         self.items = items  # item name -> {"max": .., "initial": ..}
         self._skills = {s.name: s for s in skills}
+        # Other games' names for the same skill (Minecraft answers Crafter's make_wood_pickaxe).
+        self.aliases = {a: n for a, n in (aliases or {}).items() if n in self._skills and a not in self._skills}
 
     def __iter__(self) -> Iterator[Skill]:
         return iter(self._skills.values())
@@ -65,6 +68,10 @@ class SkillCatalog:
             raise UnknownTaskError(
                 f"unknown skill {name!r} for {self.game}; known: {', '.join(self._skills)}"
             ) from None
+
+    def resolve(self, name: str) -> str:
+        """The skill's own name for `name`, an alias or the name itself."""
+        return self.aliases.get(name, name)
 
     @property
     def names(self) -> list[str]:

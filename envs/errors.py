@@ -18,3 +18,7 @@ class UnknownTaskError(PeamError):
 
 class ConfigError(PeamError):
     pass
+
+
+class GameCrashedError(PeamError):
+    """The game's process died mid-episode: the episode fails, the run goes on."""

@@ -53,8 +53,9 @@ def resolve_task(name: str, catalog: SkillCatalog, max_steps: int | None = None)
     """The task called `name`, or a `UnknownTaskError` that lists the choices."""
     if name == OPEN_ENDED:
         return Task(name, tuple(catalog.names), max_steps or 10_000, open_ended=True)
+    name = catalog.resolve(name)
     if name in catalog:
         deep = name in long_horizon_names(catalog)
         return Task(name, (name,), max_steps or (3_000 if deep else 1_500))
-    choices = ", ".join(catalog.names + [OPEN_ENDED])
+    choices = ", ".join(catalog.names + [OPEN_ENDED] + list(catalog.aliases))
     raise UnknownTaskError(f"unknown task {name!r} for {catalog.game}; choose one of: {choices}")

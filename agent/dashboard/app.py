@@ -141,14 +141,15 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool,
 
     @app.get("/skills", response_class=HTMLResponse, include_in_schema=False)
     def skills_page(request: Request, category: Category = None, sort: SkillSort = "name",
-                    order: Order = "asc"):
-        rows = q.skills(store, category=category, sort=sort, order=order, limit=500, offset=0)
+                    order: Order = "asc", game: Category = None):
+        rows = q.skills(store, category=category, sort=sort, order=order, limit=500, offset=0,
+                        game=game)
         return page(request, "skills.html", skills=rows, categories=q.categories(store),
-                    category=category, sort=sort, order=order)
+                    category=category, sort=sort, order=order, games=q.games(store), game=game)
 
     @app.get("/skills/{name}", response_class=HTMLResponse, include_in_schema=False)
-    def skill_page(request: Request, name: Name):
-        detail = q.skill_detail(store, name)
+    def skill_page(request: Request, name: Name, game: Category = None):
+        detail = q.skill_detail(store, name, game)
         points = [p.model_dump(mode="json") for p in detail.success_over_time]
         curve = [v.model_dump(mode="json") for v in detail.evaluations]
         return page(request, "skill.html", detail=detail, points=points, curve=curve,
@@ -194,9 +195,9 @@ def create_app(store: Store, *, token: str | None, read_only_bind: bool,
 
     @app.get("/api/skills", response_model=list[SkillOut], tags=["api"])
     def api_skills(category: Category = None, sort: SkillSort = "name", order: Order = "asc",
-                   limit: Limit = 100, offset: Offset = 0):
+                   limit: Limit = 100, offset: Offset = 0, game: Category = None):
         return q.skills(store, category=category, sort=sort, order=order, limit=limit,
-                        offset=offset)
+                        offset=offset, game=game)
 
     @app.get("/api/skills/{name}", response_model=SkillDetailOut, tags=["api"],
              responses={404: {"description": "no such skill"}})

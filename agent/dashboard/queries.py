@@ -38,16 +38,23 @@ def _skill(k: Skill) -> SkillOut:
 
 
 def skills(store: Store, *, category: str | None, sort: str, order: str, limit: int,
-           offset: int) -> list[SkillOut]:
+           offset: int, game: str | None = None) -> list[SkillOut]:
     query = select(Skill).order_by(Skill.game, Skill.id)
     if category is not None:
         query = query.where(Skill.category == category)
+    if game is not None:
+        query = query.where(Skill.game == game)
     with store.session() as s:
         rows = [_skill(k) for k in s.scalars(query)]
     present = [r for r in rows if getattr(r, sort) is not None]
     missing = [r for r in rows if getattr(r, sort) is None]  # unattempted: always last
     present.sort(key=lambda r: (getattr(r, sort), r.name), reverse=order == "desc")
     return (present + missing)[offset:offset + limit]
+
+
+def games(store: Store) -> list[str]:
+    with store.session() as s:
+        return list(s.scalars(select(Skill.game).distinct().order_by(Skill.game)))
 
 
 def categories(store: Store) -> list[str]:

@@ -180,7 +180,7 @@ class JobRequest(BaseModel):
         return self
 
 
-SkillSort = Literal["name", "category", "status", "attempts", "success_rate",
+SkillSort = Literal["name", "game", "category", "status", "attempts", "success_rate",
                     "slow_success_rate", "fast_success_rate", "worthiness", "cost_saving",
                     "stability", "redundancy", "interference", "last_used_at"]
 Order = Literal["asc", "desc"]
