@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -393,7 +394,7 @@ def main() -> None:
     dangling_next = sum(sum(c["after_next"]) for c in crashes)
     lines = [
         f"### Reliability: bad inputs, crashes, dashboard probes — {date.today().isoformat()}", "",
-        f"`python benchmarks/reliability.py {' '.join(sys.argv[1:])}` on {platform.machine()}, "
+        f"`python benchmarks/reliability.py {shlex.join(sys.argv[1:])}` on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; SQLite stores; {wall:.0f} s wall."
         + (f" {args.note}" if args.note else ""), "",
         "| what | tried | clean / passed | rows left `running` |", "| --- | ---: | ---: | ---: |",
