@@ -60,7 +60,7 @@ def test_skills_are_listed_by_game_in_the_api(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path / 'peam.db'}")
     store.sync_skills(crafter_catalog())
     store.sync_skills(_catalog("minecraft"))
-    client = TestClient(create_app(store, token=None, read_only_bind=False))
+    client = TestClient(create_app(store, token=None, read_only_bind=False), base_url="http://127.0.0.1")  # the dashboard answers loopback names only
     rows = client.get("/api/skills", params={"game": "minecraft", "limit": 500}).json()
     assert sorted(r["name"] for r in rows) == ["collect_oak_log", "craft_oak_planks"]
     assert {r["game"] for r in client.get("/api/skills", params={"limit": 500}).json()} == {"crafter", "minecraft"}
