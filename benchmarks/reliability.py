@@ -267,6 +267,12 @@ def _running(path: Path) -> tuple[int, int]:
         con.close()
 
 
+def _default_sigint() -> None:
+    """A Ctrl-C as a terminal sends it, even when this script runs in the background (where
+    the shell has the children ignore SIGINT and Python keeps that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def crash(sig: signal.Signals, args: Args) -> dict:
     d = Path(tempfile.mkdtemp(prefix="peam-crash-"))
     db = d / "peam.db"
@@ -275,7 +281,7 @@ def crash(sig: signal.Signals, args: Args) -> dict:
     try:
         proc = subprocess.Popen([PEAM, "run", "--task", "collect_diamond", "--episodes", "20",
                                  "--consolidate", "off"], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
         deadline = time.monotonic() + args.crash_wait
         while time.monotonic() < deadline and _running(db)[1] == 0 and proc.poll() is None:
             time.sleep(0.5)
