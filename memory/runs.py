@@ -124,17 +124,24 @@ class RunSummary:
     owner: str | None
 
 
+def runs_with_totals(limit: int, offset: int = 0):
+    """The newest runs, each with its episodes, successes, fast and slow steps: one query for
+    `peam runs` and the dashboard."""
+    totals = (select(Episode.run_id, func.count().label("n"),
+                     func.sum(case((Episode.status == "success", 1), else_=0)).label("won"),
+                     func.sum(Episode.fast_steps).label("fast"),
+                     func.sum(Episode.slow_steps).label("slow"))
+              .group_by(Episode.run_id).subquery())
+    return (select(Run, totals.c.n, totals.c.won, totals.c.fast, totals.c.slow)
+            .outerjoin(totals, totals.c.run_id == Run.id)
+            .order_by(Run.id.desc()).limit(limit).offset(offset))
+
+
 def recent_runs(store, limit: int = 20) -> list[RunSummary]:
     """The newest runs with their episode counts, after sweeping stale ones."""
     sweep_stale_runs(store)
-    totals = (select(Episode.run_id, func.count().label("n"),
-                     func.sum(case((Episode.status == "success", 1), else_=0)).label("won"),
-                     func.sum(Episode.slow_steps + Episode.fast_steps).label("steps"))
-              .group_by(Episode.run_id).subquery())
-    query = (select(Run, totals.c.n, totals.c.won, totals.c.steps)
-             .outerjoin(totals, totals.c.run_id == Run.id).order_by(Run.id.desc()).limit(limit))
     with store.session() as s:
         return [RunSummary(r.id, r.env, r.task, r.memory_mode, r.status, r.started_at, r.finished_at,
-                           int(n or 0), int(won or 0), int(steps or 0),
+                           int(n or 0), int(won or 0), int(fast or 0) + int(slow or 0),
                            f"{r.owner_host}:{r.owner_pid}" if r.owner_host else None)
-                for r, n, won, steps in s.execute(query)]
+                for r, n, won, fast, slow in s.execute(runs_with_totals(limit))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import datetime
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from agent.dashboard.schemas import (EpisodeOut, EvaluationOut, ExpertOut, JobOut, JobRequest,
                                      RunOut, SegmentOut, SkillDetailOut, SkillOut, SuccessPoint)
@@ -199,17 +199,10 @@ def queue_job(store: Store, request: JobRequest) -> JobOut:
 
 
 def runs(store: Store, *, limit: int, offset: int) -> list[RunOut]:
-    from memory.runs import sweep_stale_runs
+    from memory.runs import runs_with_totals, sweep_stale_runs
 
     sweep_stale_runs(store)  # a run whose process died shows as interrupted, not running
-    won = func.sum(case((Episode.status == "success", 1), else_=0))
-    totals = (select(Episode.run_id, func.count().label("n"), won.label("won"),
-                     func.sum(Episode.fast_steps).label("fast"),
-                     func.sum(Episode.slow_steps).label("slow"))
-              .group_by(Episode.run_id).subquery())
-    query = (select(Run, totals.c.n, totals.c.won, totals.c.fast, totals.c.slow)
-             .outerjoin(totals, totals.c.run_id == Run.id)
-             .order_by(Run.id.desc()).limit(limit).offset(offset))
+    query = runs_with_totals(limit, offset)
     with store.session() as s:
         out = []
         for run, n, n_won, fast, slow in s.execute(query):
