@@ -343,6 +343,7 @@ def bench_savings(
     backends: str = typer.Option("symbolic,hf,openai", help="Planner backends, comma-separated: symbolic, hf "
                                                           "(a random tiny local model), openai (a simulated remote LLM)."),
     memories: str = typer.Option("none,retrieval,plan-cache,peam,moram", help="Memory modes, comma-separated."),
+    tasks: str = typer.Option("", help="Craft tasks, comma-separated (default: every make_* task)."),
     episodes: int = typer.Option(24, min=1, help="Practice episodes per craft task."),
     eval_episodes: int = typer.Option(12, min=1, help="Unseen episodes per task and memory mode."),
     cursorless_episodes: int = typer.Option(2, min=0, help="Episodes per task of the slow agent without its plan cursor."),
@@ -354,6 +355,7 @@ def bench_savings(
     device: str = typer.Option("cpu", help="cpu or cuda (plan experts' training)."),
     out: str = typer.Option("benchmarks/savings", help="Directory for the PNGs."),
     results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
+    keep_work: bool = typer.Option(False, help="Keep the practice stores and models (a temp directory) to inspect."),
 ):
     """Planner calls, tokens and wall time per episode, before and after consolidation, per
     planner backend and memory mode; open-ended Crafter scores."""
@@ -362,10 +364,11 @@ def bench_savings(
     from agent.savings import SavingsConfig, markdown, run_savings
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
-    cfg = SavingsConfig(backends=split(backends), memories=split(memories), episodes=episodes,
+    cfg = SavingsConfig(backends=split(backends), memories=split(memories), tasks=split(tasks), episodes=episodes,
                         eval_episodes=eval_episodes, cursorless_episodes=cursorless_episodes,
                         gate_episodes=gate_episodes, open_practice=open_practice, open_games=open_games,
-                        open_llm_games=open_llm_games, delay_s=delay, device=device, out=out)
+                        open_llm_games=open_llm_games, delay_s=delay, device=device, out=out,
+                        keep_work=keep_work)
     cfg.validate()  # before anything runs
     console = _console()
     result = run_savings(cfg, console)
@@ -377,6 +380,8 @@ def bench_savings(
         fh.write("\n" + text)
     console.print(text)
     console.print(f"appended to {results}; plots in {out}")
+    if keep_work:
+        console.print(f"stores and models kept in {result['work']}")
 
 
 def _num(x) -> str:

@@ -42,6 +42,7 @@ SCORE_SEED = 90_000  # benchmarks/memory_score.py's seeds: the published 120-gam
 @dataclass
 class SavingsConfig:
     backends: tuple[str, ...] = BACKENDS
+    tasks: tuple[str, ...] = ()  # craft tasks to play (empty: every make_* task of the catalog)
     memories: tuple[str, ...] = MEMORIES
     episodes: int = 24  # practice episodes per craft task
     eval_episodes: int = 12  # unseen episodes per task and mode
@@ -52,7 +53,9 @@ class SavingsConfig:
     open_llm_games: int = 3  # open-ended games with the simulated LLM (none and peam)
     delay_s: float = 1.0  # the simulated remote LLM's answer delay
     device: str = "cpu"
+    plan_epochs: int = 40  # the plan trainer's rounds (consolidation/plan_training.py's default)
     out: str = "benchmarks/savings"
+    keep_work: bool = False  # keep the stores and models (a temp directory of ~100 MB) to inspect
 
     def validate(self) -> None:
         from agent.memory_modes import MODES
@@ -63,8 +66,8 @@ class SavingsConfig:
         bad = [m for m in self.memories if m not in MODES or m == "shared-lora"]
         if bad:
             raise ConfigError(f"unknown memory mode {bad[0]!r} for this benchmark; use {', '.join(MEMORIES)}")
-        if min(self.episodes, self.eval_episodes, self.gate_episodes) < 1:
-            raise ConfigError("episodes, eval_episodes and gate_episodes must be >= 1")
+        if min(self.episodes, self.eval_episodes, self.gate_episodes, self.plan_epochs) < 1:
+            raise ConfigError("episodes, eval_episodes, gate_episodes and plan_epochs must be >= 1")
         if min(self.cursorless_episodes, self.open_practice, self.open_games, self.open_llm_games) < 0:
             raise ConfigError("cursorless_episodes, open_practice, open_games, open_llm_games must be >= 0")
         if self.delay_s < 0:
@@ -92,10 +95,14 @@ def summarise(results) -> dict:
 
 
 def _play(runner, tasks, episodes: int, seed0: int, progress=None, bar=None) -> dict[str, list]:
+    """Episodes of each task on seeds `seed0 + 100 j + k`, j the task's place among the craft
+    tasks: a task played alone (`--tasks`) gets the seeds it gets in the full run."""
     from envs.tasks import resolve_task
 
+    craft = [s.name for s in runner.env.catalog if s.category == "craft"]
     out = {}
-    for j, name in enumerate(tasks):
+    for name in tasks:
+        j = craft.index(name) if name in craft else 0
         task = resolve_task(name, runner.env.catalog)
         out[name] = []
         for k in range(episodes):
@@ -149,7 +156,8 @@ def label(name: str, delay_s: float) -> str:
 
 # -- consolidating one memory mode ----------------------------------------------------------------
 
-def consolidate(memory: str, store, env, models: Path, categories: list[str], cfg: SavingsConfig, log: list[str]):
+def consolidate(memory: str, store, env, models: Path, categories: list[str], cfg: SavingsConfig, log: list[str],
+                backend: str = "symbolic"):
     """Turn the store's experience into `memory`'s fast path; returns it (None for `none`)."""
     from agent.memory_modes import expert_fast_path
 
@@ -169,7 +177,8 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
     from consolidation.queue import enqueue
     from consolidation.worker import Worker
 
-    training = PlanTrainingConfig(device=cfg.device, routing="moram" if memory == "moram" else "category")
+    training = PlanTrainingConfig(device=cfg.device, routing="moram" if memory == "moram" else "category",
+                                  epochs=cfg.plan_epochs)
     job_cfg = PlanJobConfig(eval_episodes=cfg.gate_episodes, training=training)
 
     def process(job, beat):
@@ -181,7 +190,7 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
     worker = Worker(store, process, lease_s=3600, name="savings")
     while (job := worker.run_once()) is not None:
         m = job.metrics or {}
-        log.append(f"{memory}: plan job #{job.id} {job.target} {job.status}"
+        log.append(f"{backend}, {memory}: plan job #{job.id} {job.target} {job.status}"
                    + (f": held-out score {m.get('candidate_score')} vs slow {m.get('slow_score')}, "
                       f"{m.get('proposals')} proposals, {m.get('decisions')} decisions, val acc "
                       f"{100 * (m.get('val_accuracy') or 0):.0f}%" if "candidate_score" in m else f" {job.error or ''}"))
@@ -204,7 +213,11 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
     cfg.validate()
     console = console or Console()
     env = make_env("crafter")
-    tasks = [s.name for s in env.catalog if s.category == "craft"]
+    craft = [s.name for s in env.catalog if s.category == "craft"]
+    unknown = [t for t in cfg.tasks if t not in craft]
+    if unknown:
+        raise ConfigError(f"{unknown[0]!r} is not a craft task; use one of {', '.join(craft)}")
+    tasks = list(cfg.tasks) or craft
     categories = sorted({plan_category(t, env.catalog) for t in tasks})
     work = Path(tempfile.mkdtemp(prefix="peam-savings-"))
     backends = Backends(env.catalog, work, cfg.delay_s)
@@ -248,7 +261,7 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
                     shutil.copy(root / "practice.db", root / f"{memory}.db")
                     store = Store.open(f"sqlite:///{root}/{memory}.db")
                     models = root / f"models-{memory}"
-                    fast = consolidate(memory, store, env, models, categories, cfg, result["log"])
+                    fast = consolidate(memory, store, env, models, categories, cfg, result["log"], backend)
                     say(f"{backend}: {memory} plays unseen seeds")
                     rows[memory] = _play(Runner(env, planner, arbiter=Arbiter.from_store(fast, store, env.name)),
                                          tasks, cfg.eval_episodes, EVAL_SEED, progress, bar)
@@ -279,6 +292,8 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
         for _, store in kept.values():
             store.close()
         backends.close()
+        if not cfg.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
     result["wall_s"] = time.perf_counter() - t_start
     result["plots"] = plots(result, Path(cfg.out))
     return result
@@ -296,7 +311,7 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
 
     if memory in ("peam", "moram"):
         say(f"open-ended: {memory} consolidates")
-        fast = consolidate(memory, store, env, models, [OPEN], cfg, result["log"])
+        fast = consolidate(memory, store, env, models, [OPEN], cfg, result["log"], "symbolic")
     say(f"open-ended: {memory} plays {cfg.open_games} games")
     runner = Runner(env, planner, arbiter=Arbiter.from_store(fast, store, env.name))
     games = _play(runner, [OPEN_ENDED], cfg.open_games, SCORE_SEED, progress, bar)[OPEN_ENDED]
