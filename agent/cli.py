@@ -139,9 +139,12 @@ def train_base(
 
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"unknown device {device!r}; use auto, cpu or cuda")
-    from consolidation.base_training import base_lock, experts_on_base
-    from consolidation.base_training import train_base as fit_base
-    from consolidation.base_training import train_category_experts
+    import dataclasses
+
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import CATEGORY_EXPERTS, train_category_experts
+    from consolidation.trainer import train_base as fit_base
+    from memory.base_io import base_lock, experts_on_base
     from memory.db import DEFAULT_HOME
     from memory.registry import retire
     from memory.store import Store
@@ -159,9 +162,9 @@ def train_base(
             raise ConfigError(f"the base in {out_dir} carries {len(on_base)} promoted expert(s) "
                               f"(#{', #'.join(str(e.id) for e in on_base)}): a new base would orphan "
                               "them; add --replace to retire them and train a new base")
-        base = fit_base(store, epochs=epochs, batch_size=batch_size, lr=lr, device=device,
-                        out_dir=out_dir, game=game, console=console,
-                        progress=console.is_terminal)
+        base = fit_base(store, out_dir=out_dir, game=game,
+                        config=FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, device=device),
+                        console=console, progress=console.is_terminal)
         retire(store, [e.id for e in on_base])
     if on_base:
         console.print(f"retired {len(on_base)} promoted expert(s) of the old base "
@@ -172,8 +175,8 @@ def train_base(
                   f"{base['epochs_run']} epoch(s), val loss {_num(base['val_loss'])}, "
                   f"val action accuracy {_num(acc)} -> {base['path']}")
     if experts:
-        for category, m in train_category_experts(store, out_dir=out_dir, epochs=epochs,
-                                                  batch_size=batch_size, device=device,
+        experts_config = dataclasses.replace(CATEGORY_EXPERTS, epochs=epochs, batch_size=batch_size, device=device)
+        for category, m in train_category_experts(store, models_dir=out_dir, config=experts_config,
                                                   console=console,
                                                   progress=console.is_terminal).items():
             console.print(f"expert {category}: {m['segments']} segments, val accuracy "
@@ -317,11 +320,13 @@ def bench_continual(
     import shlex
 
     from agent.continual import ContinualConfig, markdown, run_continual
+    from consolidation.pipeline import ConsolidationConfig
 
+    training = ConsolidationConfig(practice_rounds=practice_rounds, practice_episodes=practice_episodes,
+                                   mirror=mirror, targets=targets)
     cfg = ContinualConfig(memory=memory, stages=stages, episodes=episodes, eval_episodes=eval_episodes,
                           device=device, out=out or "benchmarks/continual", score_episodes=score_episodes,
-                          score_steps=score_steps, practice_rounds=practice_rounds,
-                          practice_episodes=practice_episodes, mirror=mirror, targets=targets)
+                          score_steps=score_steps, consolidation=training)
     cfg.validate()  # before anything is written
     console = _console()
     result = run_continual(cfg, console)

@@ -31,11 +31,15 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.continual_report import markdown, plots  # noqa: F401  (markdown: the CLI's import)
 from agent.continual_report import num as _num
 from agent.memory_modes import MODES  # one list of modes for runs and the benchmark
 from envs.errors import ConfigError
+
+if TYPE_CHECKING:
+    from consolidation.pipeline import ConsolidationConfig
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gather", ("collect_wood", "collect_stone")),
@@ -45,6 +49,12 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 GAME = "crafter"
 SEED_BASE = 10_000  # play seeds: stage i, task j, episode k -> SEED_BASE + 1000 i + 100 j + k
+
+
+def _default_consolidation() -> ConsolidationConfig:
+    from consolidation.pipeline import ConsolidationConfig  # torch loads with the first job, not the CLI
+
+    return ConsolidationConfig()
 
 
 @dataclass
@@ -60,12 +70,9 @@ class ContinualConfig:
     seed: int = SEED_BASE
     device: str = "cpu"
     out: str | None = None  # PNGs (and the stores) go here; default: a temp dir
-    expert_epochs: int = 8
-    base_epochs: int = 8
-    practice_rounds: int = 0  # peam: DAgger rounds per job before the gate (consolidation/pipeline.py)
-    practice_episodes: int = 8  # per skill, per round
-    mirror: bool = False  # peam: mirrored copies of every step in training (consolidation/dataset.py)
-    targets: bool = True  # the base's per-kind target tokens (memory/policy.py TargetEncoder)
+    # How peam (and the baselines, but for practice and mirroring) trains: epochs, practice
+    # rounds, mirroring, the base's target tokens; its device and gate budgets follow the above.
+    consolidation: ConsolidationConfig = field(default_factory=_default_consolidation)
     eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
     score_episodes: int = 10  # open-ended episodes after the last stage, for the Crafter score
     score_steps: int = 10_000  # their step limit: Crafter's own episode length
@@ -77,10 +84,17 @@ class ContinualConfig:
             raise ConfigError(f"stages must be 1..{len(STAGES)}, got {self.stages}")
         if self.episodes < 1 or self.eval_episodes < 1:
             raise ConfigError("episodes and eval_episodes must be >= 1")
-        if self.practice_rounds < 0 or self.practice_episodes < 1:
+        if self.consolidation.practice_rounds < 0 or self.consolidation.practice_episodes < 1:
             raise ConfigError("practice_rounds must be >= 0 and practice_episodes >= 1")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"unknown device {self.device!r}; use auto, cpu or cuda")
+
+    def budgets(self) -> ConsolidationConfig:
+        """The consolidation config on this benchmark's device, gated on its held-out budget."""
+        from dataclasses import replace
+
+        return replace(self.consolidation, device=self.device, eval_episodes=self.eval_episodes,
+                       forgetting_episodes=min(2, self.eval_episodes))
 
 
 def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
@@ -159,19 +173,21 @@ class _Mode:
     def _train_and_promote(self, stage: str, **train):
         """The baselines' consolidation: train (the base first, once) and promote with no gate —
         MoRAM's old atoms are frozen by construction, the shared LoRA is meant to drift."""
-        from consolidation.base_training import NoDataError, has_base, train_base
-        from consolidation.trainer import ExpertTrainingConfig, train_expert
+        from dataclasses import replace
+
+        from consolidation.dataset import NoDataError
+        from consolidation.trainer import train_base, train_expert
+        from memory.base_io import has_base
         from memory.policy import PolicyConfig
         from memory.registry import promote
 
+        budgets = replace(self.cfg.budgets(), mirror=False)  # mirroring is peam's alone
         if not has_base(self.models):
-            train_base(self.store, epochs=self.cfg.base_epochs, device=self.cfg.device,
-                       out_dir=self.models, game=GAME, progress=False,
-                       config=PolicyConfig(targets=self.cfg.targets))
+            train_base(self.store, out_dir=self.models, game=GAME, config=budgets.base_config(),
+                       policy_config=PolicyConfig(targets=budgets.targets), progress=False)
         try:
             cand = train_expert(self.store, models_dir=self.models, game=GAME,
-                                config=ExpertTrainingConfig(device=self.cfg.device, epochs=self.cfg.expert_epochs),
-                                **train)
+                                config=budgets.expert_config(), **train)
         except NoDataError as exc:
             self.log.append(f"{stage}: not trained ({exc})")
             return None
@@ -180,18 +196,12 @@ class _Mode:
 
     def _peam(self, stage: str) -> None:
         from agent.evaluation import run_job
-        from consolidation.pipeline import ConsolidationConfig
         from consolidation.queue import enqueue
-        from consolidation.trainer import ExpertTrainingConfig
         from consolidation.worker import Worker
 
         enqueue(self.store, game=GAME, category=stage, reason=f"continual benchmark, stage {stage}")
         cfg, store = self.cfg, self.store
-        budgets = ConsolidationConfig(device=cfg.device, eval_episodes=cfg.eval_episodes,
-                                      base_epochs=cfg.base_epochs, forgetting_episodes=min(2, cfg.eval_episodes),
-                                      practice_rounds=cfg.practice_rounds, practice_episodes=cfg.practice_episodes,
-                                      mirror=cfg.mirror, targets=cfg.targets,
-                                      expert=ExpertTrainingConfig(device=cfg.device, epochs=cfg.expert_epochs))
+        budgets = cfg.budgets()
 
         def process(job, beat):
             return run_job(store, job, beat, device=cfg.device, models_dir=self.models,

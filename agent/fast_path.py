@@ -53,7 +53,7 @@ class FastPolicy:
 
     def _load_actions(self, models_dir, experts: list[ExpertRef], device: str, sample: bool, seed: int,
                       unstick: bool) -> None:
-        from consolidation.base_training import BASE_DIR, load_base
+        from memory.base_io import BASE_DIR, load_base
         from memory.expert_io import load_expert, read_expert
         from memory.inject import add_expert, inject, merged_copy
         from memory.lora import LoraConfig

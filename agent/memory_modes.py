@@ -91,7 +91,7 @@ def expert_fast_path(mode: str, store, game: str, models_dir: str | Path, device
     """The frozen bases with the mode's promoted action and plan experts; None before there is
     any."""
     from agent.fast_path import FastPolicy
-    from consolidation.base_training import has_base
+    from memory.base_io import has_base
     from memory.plan_policy import has_plan_base
 
     refs = expert_refs(mode, store, game) if has_base(models_dir) else []

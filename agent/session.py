@@ -52,7 +52,7 @@ def check_models(models_dir: Path) -> None:
     safetensors files; a damaged one is reported before the run's row is written."""
     from safetensors import safe_open
 
-    from consolidation.base_training import BASE_DIR, WEIGHTS
+    from memory.base_io import BASE_DIR, WEIGHTS
     from memory.plan_policy import PLAN_DIR
 
     for path in (models_dir / BASE_DIR / WEIGHTS, models_dir / PLAN_DIR / BASE_DIR / WEIGHTS):

@@ -50,8 +50,8 @@ def main() -> None:
 
     from agent.fast_path import FastPolicy
     from agent.runner import Runner
-    from consolidation.base_training import train_base
-    from consolidation.trainer import ExpertTrainingConfig, train_expert
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env
     from envs.tasks import resolve_task
     from agent.evaluation import measure_fast
@@ -81,8 +81,9 @@ def main() -> None:
             t2 = time.perf_counter()
             models = work / f"models-{n}-{targets}"
             on, mirror = targets.startswith("on"), targets.endswith("+mirror")
-            base = train_base(store, epochs=args.epochs, out_dir=models, game="crafter", progress=False,
-                              device=args.device, config=PolicyConfig(targets=on), mirror=mirror)
+            base = train_base(store, out_dir=models, game="crafter", progress=False,
+                              config=FitConfig(epochs=args.epochs, device=args.device, mirror=mirror),
+                              policy_config=PolicyConfig(targets=on))
             cand = train_expert(store, models_dir=models, game="crafter", category="gather",
                                 tag=f"n{n}-{targets}",
                                 config=ExpertTrainingConfig(device=args.device, mirror=mirror))

@@ -60,7 +60,7 @@ class Args:
 def fast_paths(env, models: Path, device: str = "cpu"):
     """The agent's fast path over a fresh base with one expert per category: (folded, routed)."""
     from agent.fast_path import FastPolicy
-    from consolidation.base_training import BASE_DIR, game_spec, save_base
+    from memory.base_io import BASE_DIR, game_spec, save_base
     from memory.expert_io import save_expert
     from memory.inject import add_expert, inject
     from memory.lora import LoraConfig

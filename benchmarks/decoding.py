@@ -58,8 +58,8 @@ def main() -> None:
     from agent.evaluation import measure_fast
     from agent.fast_path import FastPolicy
     from agent.runner import Runner
-    from consolidation.base_training import train_base
-    from consolidation.trainer import ExpertTrainingConfig, train_expert
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.registry import ExpertRef
@@ -87,8 +87,8 @@ def main() -> None:
     print(f"slow play: {steps} steps in {time.perf_counter() - t0:.0f} s", flush=True)
     t1 = time.perf_counter()
     models = work / "models"
-    base = train_base(store, epochs=args.epochs, out_dir=models, game="crafter", progress=False,
-                      device=args.device)
+    base = train_base(store, out_dir=models, game="crafter", progress=False,
+                      config=FitConfig(epochs=args.epochs, device=args.device))
     cand = train_expert(store, models_dir=models, game="crafter", category="gather", tag="decoding",
                         config=ExpertTrainingConfig(device=args.device))
     train_s = time.perf_counter() - t1

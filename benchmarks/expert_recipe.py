@@ -57,8 +57,8 @@ def main() -> None:
     from agent.evaluation import PRACTICE_SEED_BASE, fast_success, measure_fast, practise_fast
     from agent.fast_path import FastPolicy
     from agent.runner import Runner
-    from consolidation.base_training import train_base
-    from consolidation.trainer import ExpertTrainingConfig, train_expert
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env
     from envs.tasks import resolve_task
     from memory import columns as C
@@ -80,7 +80,7 @@ def main() -> None:
 
     def trained(name: str, mirror: bool, teacher: bool) -> tuple[Path, ExpertRef, dict]:
         models = work / name
-        train_base(store, epochs=8, out_dir=models, game="crafter", progress=False, mirror=mirror)
+        train_base(store, out_dir=models, game="crafter", progress=False, config=FitConfig(epochs=8, mirror=mirror))
         cand = train_expert(store, models_dir=models, game="crafter", category="gather", tag=name,
                             config=ExpertTrainingConfig(teacher=teacher, mirror=mirror))
         return models, ExpertRef("gather", cand.path, cand.expert_id), cand.metrics

@@ -2,7 +2,7 @@
 
 Collects slow-agent segments for the demo ladder tasks (`agent/demo.py` DEMO_LADDER) into a
 temporary store, trains the base policy and one category expert each
-(`consolidation/base_training.py`), then lets the policy act ALONE: the symbolic planner still
+(`consolidation/trainer.py`), then lets the policy act ALONE: the symbolic planner still
 picks the subgoal, the policy picks every action (sampled, or argmax with --sample 0), a subgoal ends when the game's
 achievement counter rises (success) or after `--budget` steps (failure). Prints per-skill
 success for the base alone and the base + its category experts, and appends the table to
@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,7 +66,7 @@ def collect(store, episodes: int) -> tuple[int, float]:
 
 
 def load_policy(out_dir, store, device: str, with_experts: bool):
-    from consolidation.base_training import load_base
+    from memory.base_io import load_base
     from memory.expert_io import load_expert
     from memory.inject import inject
     from memory.lora import LoraConfig
@@ -151,7 +151,8 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from consolidation.base_training import train_base, train_category_experts
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts
     from memory.store import Store
 
     t0 = time.perf_counter()
@@ -160,11 +161,10 @@ def main() -> None:
         steps, collect_s = collect(store, args.episodes)
         print(f"collected {steps} slow-agent steps in {collect_s:.0f}s", flush=True)
         t1 = time.perf_counter()
-        base = train_base(store, epochs=args.epochs, batch_size=args.batch_size,
-                          device=args.device, out_dir=tmp, progress=False)
-        found = train_category_experts(store, out_dir=tmp, epochs=args.epochs,
-                                       batch_size=args.batch_size, device=args.device,
-                                       progress=False)
+        base = train_base(store, out_dir=tmp, progress=False,
+                          config=FitConfig(epochs=args.epochs, batch_size=args.batch_size, device=args.device))
+        found = train_category_experts(store, models_dir=tmp, progress=False, config=replace(
+            CATEGORY_EXPERTS, epochs=args.epochs, batch_size=args.batch_size, device=args.device))
         train_s = time.perf_counter() - t1
         print(f"trained base (val acc {base['val_accuracy']:.3f}) + {len(found)} experts "
               f"in {train_s:.0f}s", flush=True)

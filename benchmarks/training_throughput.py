@@ -17,7 +17,7 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -41,7 +41,8 @@ def main() -> None:
 
     from agent.demo import DEMO_LADDER
     from agent.runner import Runner
-    from consolidation.base_training import train_base, train_category_experts
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts
     from envs import make_env
     from envs.tasks import resolve_task
     from memory import moe_lora
@@ -70,16 +71,16 @@ def main() -> None:
             if device == "cuda":
                 torch.cuda.synchronize()
             t1 = time.perf_counter()
-            base = train_base(store, epochs=args.epochs, batch_size=batch, patience=args.epochs + 1,
-                              device=device, out_dir=models, progress=False)
+            base = train_base(store, out_dir=models, progress=False, config=FitConfig(
+                epochs=args.epochs, batch_size=batch, patience=args.epochs + 1, device=device))
             t2 = time.perf_counter()
-            experts = train_category_experts(store, out_dir=models, epochs=args.epochs, batch_size=batch,
-                                             patience=args.epochs + 1, device=device, progress=False)
+            experts_config = replace(CATEGORY_EXPERTS, epochs=args.epochs, batch_size=batch,
+                                     patience=args.epochs + 1, device=device)
+            experts = train_category_experts(store, models_dir=models, config=experts_config, progress=False)
             t3 = time.perf_counter()
             moe_lora.DENSE_MAX_RANKS = {d: 0 for d in dense}  # the experts again, through the grouped GEMM or gather
             try:
-                train_category_experts(store, out_dir=models, epochs=args.epochs, batch_size=batch,
-                                       patience=args.epochs + 1, device=device, progress=False)
+                train_category_experts(store, models_dir=models, config=experts_config, progress=False)
             finally:
                 moe_lora.DENSE_MAX_RANKS = dense
             t4 = time.perf_counter()

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from envs.errors import PeamError
 from memory import columns as C
+
+
+NO_DATA = "no slow-path segments yet: run `peam run` or `peam demo` first"
+
+
+class NoDataError(PeamError):
+    """The store holds nothing to learn from."""
 
 
 @dataclass
@@ -65,11 +73,12 @@ class SegmentDataset:
             self.skills.append(row.skill)
             self.categories.append(row.category)
             self.segment_ids.append(row.id)
-            views.append(data[C.VIEW].astype(np.int64))
-            maps.append(_map_of(data, n, side))
-            invs.append(data[C.INVENTORY].astype(np.float32))
-            facings.append(data[C.FACING].astype(np.float32))
-            actions.append(data[C.ACTION].astype(np.int64))
+            steps = step_arrays(data, side)
+            views.append(steps[C.VIEW])
+            maps.append(steps[C.MAP])
+            invs.append(steps[C.INVENTORY])
+            facings.append(steps[C.FACING])
+            actions.append(steps[C.ACTION])
             done = np.zeros(n, np.float32)
             done[-1] = float(row.outcome == "success")  # the step on which the game's counter rose
             dones.append(done)
@@ -131,13 +140,10 @@ class SegmentDataset:
 
     def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """The samples at `idx`, on `device`, keyed as the policy's forward takes them + targets."""
-        return {"view": self.view[idx].to(device), "map": self.map[idx].to(device),
-                "inventory": self.inventory[idx].to(device),
-                "facing": self.facing[idx].to(device), "subgoal": self.subgoal[idx].to(device),
-                "action": self.action[idx].to(device), "done": self.done[idx].to(device)}
-
-    def sample_category(self, idx: torch.Tensor) -> list[str]:
-        return [self.categories[s] for s in self.segment[idx].tolist()]
+        return {C.VIEW: self.view[idx].to(device), C.MAP: self.map[idx].to(device),
+                C.INVENTORY: self.inventory[idx].to(device),
+                C.FACING: self.facing[idx].to(device), C.SUBGOAL: self.subgoal[idx].to(device),
+                C.ACTION: self.action[idx].to(device), C.DONE: self.done[idx].to(device)}
 
     def split(self, val_fraction: float = 0.2, seed: int = 0,
               segments: list[int] | None = None) -> Split:
@@ -169,6 +175,17 @@ def mirror_actions(action_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
         return out
 
     return flip(("move_left", "move_right")), flip(("move_up", "move_down"))
+
+
+def step_arrays(data: dict, side: int, limit: int | None = None) -> dict[str, np.ndarray]:
+    """One segment's recorded steps (the store's STEP_KEYS arrays), the first `limit` of them,
+    as the policy takes them: view, map (cropped to `side`) and action as int64, inventory and
+    facing as float32."""
+    n = len(data[C.ACTION])
+    k = n if limit is None else min(n, limit)
+    return {C.VIEW: data[C.VIEW][:k].astype(np.int64), C.MAP: _map_of(data, n, side)[:k],
+            C.INVENTORY: data[C.INVENTORY][:k].astype(np.float32),
+            C.FACING: data[C.FACING][:k].astype(np.float32), C.ACTION: data[C.ACTION][:k].astype(np.int64)}
 
 
 def _map_of(data: dict, n: int, side: int) -> np.ndarray:

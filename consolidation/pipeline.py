@@ -21,12 +21,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from consolidation.base_training import ensure_base, train_base
 from consolidation.candidates import job_tag, supersede_job_candidates
+from consolidation.fit import FitConfig
 from consolidation.queue import JobRow, advance
-from consolidation.trainer import ExpertTrainingConfig, train_expert
+from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
 from consolidation.worker import JobOutcome
 from envs import make_env
+from memory.base_io import ensure_base
 from memory.expert_io import AdapterError, read_expert, sha256_of
 from memory.policy import PolicyConfig
 from memory.registry import ExpertRef, promote, promoted, ref_of
@@ -40,15 +41,21 @@ Practise = Callable[[list, list[str], int, int], int]
 
 @dataclass
 class ConsolidationConfig:
-    device: str = "cpu"
+    device: str = "cpu"  # where the base and the expert train (overrides theirs)
     eval_episodes: int = 4  # held-out episodes per skill at the gate
     forgetting_episodes: int = 2  # per earlier skill, after each promotion
-    base_epochs: int = 8
-    expert: ExpertTrainingConfig | None = None
+    base: FitConfig = FitConfig(epochs=8)  # the first job of a store trains the base
+    expert: ExpertTrainingConfig = ExpertTrainingConfig()
     practice_rounds: int = 0  # DAgger rounds before the gate (0: behavioural cloning alone)
     practice_episodes: int = 8  # per skill of the category, per round
     mirror: bool = False  # train the base and the experts on mirrored copies of every step too
     targets: bool = True  # the base's per-kind target tokens (memory/policy.py TargetEncoder)
+
+    def base_config(self) -> FitConfig:
+        return replace(self.base, device=self.device, mirror=self.mirror or self.base.mirror)
+
+    def expert_config(self) -> ExpertTrainingConfig:
+        return replace(self.expert, device=self.device, mirror=self.mirror or self.expert.mirror)
 
 
 def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate: Evaluate,
@@ -60,14 +67,12 @@ def run_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, evaluate:
     category = job.category or catalog[job.skill].category
     # The first job of a store trains the frozen base all experts share (once, under a lock).
     ensure_base(models_dir, lambda: train_base(
-        store, epochs=cfg.base_epochs, device=cfg.device, out_dir=models_dir, game=job.game,
-        progress=False, mirror=cfg.mirror, config=PolicyConfig(targets=cfg.targets)))
+        store, out_dir=models_dir, game=job.game, config=cfg.base_config(),
+        policy_config=PolicyConfig(targets=cfg.targets), progress=False))
     supersede_job_candidates(store, job, models_dir)  # what an earlier, killed attempt left
     heartbeat()
     current = next((e for e in promoted(store, job.game) if e.category == category and e.skill is None), None)
-    expert_cfg = cfg.expert or ExpertTrainingConfig(device=cfg.device)
-    if cfg.mirror:
-        expert_cfg = replace(expert_cfg, mirror=True)
+    expert_cfg = cfg.expert_config()
     skills = _practised(store, job.game, category, catalog)
     others = [ref_of(r) for r in promoted(store, job.game) if r.category != category and r.skill is None]
 

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from consolidation.base_training import NoDataError, base_lock
 from consolidation.candidates import job_tag, supersede_job_candidates
+from consolidation.dataset import NoDataError
 from consolidation.plan_training import PlanTrainingConfig, plan_data, train_plan_base, train_plan_expert
 from consolidation.queue import JobRow, advance
 from consolidation.worker import JobOutcome
 from envs import make_env
+from memory.base_io import base_lock
 from memory.expert_io import AdapterError, read_expert, sha256_of
 from memory.plan_policy import PlanSpec, has_plan_base, plan_category
 from memory.registry import ExpertRef, promote, promoted, ref_of

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from consolidation.base_training import NoDataError
+from consolidation.dataset import NoDataError
 from consolidation.preference import dpo_loss
 from envs.errors import UnknownTaskError
 from memory.expert_io import load_expert, save_expert
@@ -237,7 +237,7 @@ def _fit(net, params, data: PlanData, train: torch.Tensor, val: torch.Tensor, cf
     generator = torch.Generator().manual_seed(cfg.seed)
     best, best_state, stale, rounds, pref = math.inf, None, 0, 0, None
     steps = max(1, math.ceil(len(train) / cfg.batch_size))
-    passes = max(1, math.ceil(25 / steps))  # a round is at least 25 optimizer steps (base_training)
+    passes = max(1, math.ceil(25 / steps))  # a round is at least 25 optimizer steps (consolidation/fit.py)
     for _ in range(cfg.epochs):
         net.train()
         for _ in range(passes):

@@ -12,6 +12,9 @@ TEACHER = "teacher"
 REWARD = "reward"  # (T,) float32
 SKILL = "skill"  # the subgoal's skill name
 CATEGORY = "category"
+# A training batch's keys besides the step columns above (consolidation/dataset.py)
+SUBGOAL = "subgoal"  # (N, words) long: the subgoal's skill name as the policy tokenizer's word ids
+DONE = "done"  # (N,) float: 1 on the step that completed the subgoal
 PATH = "path"  # "slow" (planner + deliberate executor) or "fast" (policy + expert)
 OUTCOME = "outcome"  # "success", "failure", "timeout", "interrupted"
 

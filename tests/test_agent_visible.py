@@ -30,10 +30,10 @@ from agent.memory_modes import MemoryFastPath
 from agent.runner import Runner
 from agent.session import RunSpec, run_episodes
 from agent.sim_llm import SIMULATED_MODEL, SimulatedLLM
-from consolidation.base_training import BASE_DIR, game_spec, save_base
 from envs import make_env
 from envs.crafter import CrafterEnv
 from envs.tasks import resolve_task
+from memory.base_io import BASE_DIR, game_spec, save_base
 from memory.expert_io import save_expert
 from memory.inject import add_expert, inject, wrappers
 from memory.lora import LoraConfig

@@ -6,15 +6,18 @@ import os
 import pathlib
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
 from agent.runner import Runner
-from consolidation.base_training import load_base, train_base, train_category_experts
 from consolidation.dataset import SegmentDataset, mirror_actions
+from consolidation.fit import FitConfig
+from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts
 from envs import make_env
 from envs.tasks import resolve_task
+from memory.base_io import load_base
 from memory.expert_io import CONFIG_NAME, WEIGHTS_NAME, sha256_of
 from memory.policy import PolicyConfig, SubgoalTokenizer
 from memory.registry import experts, promote, promoted
@@ -90,8 +93,8 @@ def test_mirrored_steps_show_the_same_situation_the_other_way_round(store):
 
 
 def test_train_base_then_experts_saves_registers_and_keeps_the_base(store, tmp_path):
-    base = train_base(store, epochs=1, batch_size=16, device="cpu", out_dir=tmp_path,
-                      config=TINY, progress=False)
+    base = train_base(store, out_dir=tmp_path, config=FitConfig(epochs=1, batch_size=16), policy_config=TINY,
+                      progress=False)
     weights = tmp_path / "base" / "model.safetensors"
     assert weights.is_file() and (tmp_path / "base" / "config.json").is_file()
     assert isinstance(base["val_accuracy"], float) and 0.0 <= base["val_accuracy"] <= 1.0
@@ -100,8 +103,8 @@ def test_train_base_then_experts_saves_registers_and_keeps_the_base(store, tmp_p
     policy, doc = load_base(tmp_path / "base")
     assert doc["game"] == "crafter" and policy.config.d_model == 32
 
-    found = train_category_experts(store, out_dir=tmp_path, epochs=1, batch_size=16, rank=4,
-                                   progress=False)
+    found = train_category_experts(store, models_dir=tmp_path, progress=False,
+                                   config=replace(CATEGORY_EXPERTS, epochs=1, batch_size=16, rank=4))
     assert set(found) == {"gather", "build", "craft"}
     assert weights.read_bytes() == before  # the base is frozen, on disk too
     rows = {r.category: r for r in experts(store, "crafter")}
@@ -120,8 +123,10 @@ def test_mirror_trains_the_base_and_an_expert_on_four_copies_of_every_step(store
     from consolidation.trainer import ExpertTrainingConfig, train_expert
 
     steps = sum(r.steps for r in store.segments(path="slow", outcome="success"))
-    plain = train_base(store, epochs=1, batch_size=64, out_dir=tmp_path / "plain", config=TINY, progress=False)
-    base = train_base(store, epochs=1, batch_size=64, out_dir=tmp_path, config=TINY, progress=False, mirror=True)
+    plain = train_base(store, out_dir=tmp_path / "plain", config=FitConfig(epochs=1), policy_config=TINY,
+                       progress=False)
+    base = train_base(store, out_dir=tmp_path, config=FitConfig(epochs=1, mirror=True), policy_config=TINY,
+                      progress=False)
     assert (plain["copies"], base["copies"]) == (1, 4) and plain["samples"] == base["samples"] == steps
     assert base["train_samples"] + base["val_samples"] == 4 * steps
     cand = train_expert(store, models_dir=tmp_path, game="crafter", category="build", tag="m",
@@ -141,9 +146,44 @@ def test_train_base_on_an_empty_store_is_one_line(tmp_path):
 
 
 def test_a_small_dataset_still_gets_min_round_steps_between_validations():
-    from consolidation.base_training import MIN_ROUND_STEPS, passes_per_round
+    from consolidation.fit import MIN_ROUND_STEPS, passes_per_round
 
     assert passes_per_round(60, 64) == MIN_ROUND_STEPS  # one batch a pass
     assert passes_per_round(300, 64) == 5  # 5 batches a pass, 25 steps
     assert passes_per_round(64 * MIN_ROUND_STEPS, 64) == 1  # a large set: one pass a round
     assert passes_per_round(0, 64) == MIN_ROUND_STEPS
+
+
+def test_an_expert_config_with_no_rounds_is_refused_before_anything_loads(store, tmp_path):
+    from consolidation.trainer import ExpertTrainingConfig, train_expert
+    from envs.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="epochs=0"):  # not "holds no base policy": checked first
+        train_expert(store, models_dir=tmp_path, game="crafter", category="gather", tag="t",
+                     config=ExpertTrainingConfig(epochs=0))
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        train_category_experts(store, models_dir=tmp_path, config=replace(CATEGORY_EXPERTS, batch_size=0))
+    assert not (tmp_path / "experts").exists()
+
+
+def test_checking_for_a_base_and_taking_its_lock_load_no_torch(tmp_path):
+    code = ("import sys; from memory.base_io import base_lock, has_base; "
+            f"has_base({str(tmp_path)!r}); base_lock({str(tmp_path / 'm')!r}).__enter__(); "
+            "sys.exit('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).parents[1])))
+    assert out.returncode == 0, out.stderr
+
+
+def test_early_stopping_keeps_the_best_rounds_values_and_stops_after_patience_stale_rounds():
+    from consolidation.fit import BestRound
+
+    weight = torch.nn.Parameter(torch.zeros(2))
+    best = BestRound([weight], patience=2, min_delta=0.1)
+    assert not best.should_stop(1.0, epoch=1)
+    with torch.no_grad():
+        weight.fill_(5.0)
+    assert not best.should_stop(0.95, epoch=2)  # lower, but not by min_delta: one stale round
+    assert best.should_stop(0.99, epoch=3)  # the second stale round ends training
+    best.restore()
+    assert best.epoch == 1 and torch.equal(weight.detach(), torch.zeros(2))

@@ -183,7 +183,7 @@ def test_the_targets_switch_reaches_the_base_a_job_trains(monkeypatch, tmp_path)
         pass
 
     def fake_train_base(store, **kw):
-        raise Trained(kw["config"].targets)
+        raise Trained(kw["policy_config"].targets)
 
     monkeypatch.setattr(pipeline, "train_base", fake_train_base)
     job = types.SimpleNamespace(game="crafter", category="gather", skill=None)
@@ -196,4 +196,4 @@ def test_the_targets_switch_reaches_the_base_a_job_trains(monkeypatch, tmp_path)
     monkeypatch.setattr(agent.continual, "run_continual", lambda cfg, console: seen.append(cfg) or 1 / 0)
     CliRunner().invoke(app, ["bench", "continual", "--no-targets", "--out", str(tmp_path)])
     CliRunner().invoke(app, ["bench", "continual", "--out", str(tmp_path)])
-    assert [cfg.targets for cfg in seen] == [False, True]
+    assert [cfg.consolidation.targets for cfg in seen] == [False, True]

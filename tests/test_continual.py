@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 
 from agent.continual import ContinualConfig, markdown, run_continual
+from consolidation.fit import FitConfig
+from consolidation.pipeline import ConsolidationConfig
+from consolidation.trainer import ExpertTrainingConfig
 from envs.errors import PeamError
 
-TINY = dict(stages=2, episodes=1, eval_episodes=1, expert_epochs=1, base_epochs=1, eval_steps=120,
-            score_episodes=1, score_steps=60)
+TINY = dict(stages=2, episodes=1, eval_episodes=1, eval_steps=120, score_episodes=1, score_steps=60,
+            consolidation=ConsolidationConfig(base=FitConfig(epochs=1), expert=ExpertTrainingConfig(epochs=1)))
 
 
 def _check(result: dict, out: Path) -> None:
@@ -63,3 +66,12 @@ def test_moram_adds_frozen_atom_groups_stage_by_stage(tmp_path):
 def test_unknown_mode_rejected():
     with pytest.raises(PeamError, match="unknown memory mode"):
         ContinualConfig(memory="bogus").validate()
+
+
+def test_the_benchmark_hands_its_consolidation_config_on_whole_on_its_own_device_and_budget():
+    cfg = ContinualConfig(device="cuda", eval_episodes=7, consolidation=ConsolidationConfig(
+        base=FitConfig(epochs=4), expert=ExpertTrainingConfig(epochs=5, rank=2), mirror=True, practice_rounds=2))
+    budgets = cfg.budgets()
+    assert budgets.expert_config() == ExpertTrainingConfig(epochs=5, rank=2, device="cuda", mirror=True)
+    assert budgets.base_config() == FitConfig(epochs=4, device="cuda", mirror=True)
+    assert (budgets.eval_episodes, budgets.forgetting_episodes, budgets.practice_rounds) == (7, 2, 2)

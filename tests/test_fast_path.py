@@ -5,8 +5,8 @@ import torch
 
 from agent.fast_path import FastPolicy
 from agent.world_memory import WorldMemory
-from consolidation.base_training import BASE_DIR, game_spec, save_base
 from envs import make_env
+from memory.base_io import BASE_DIR, game_spec, save_base
 from memory.expert_io import save_expert
 from memory.inject import add_expert, inject, wrappers
 from memory.lora import LoraConfig

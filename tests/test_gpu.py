@@ -86,12 +86,16 @@ def test_the_policy_with_experts_decides_on_the_gpu_as_on_the_cpu():
 
 
 def test_training_on_the_gpu_writes_a_base_and_experts_the_cpu_loads(tmp_path):
+    from dataclasses import replace
+
     from agent.fast_path import FastPolicy
     from agent.runner import Runner
     from agent.world_memory import WorldMemory
-    from consolidation.base_training import load_base, train_base, train_category_experts
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts
     from envs import make_env
     from envs.tasks import resolve_task
+    from memory.base_io import load_base
     from memory.expert_io import sha256_of
     from memory.registry import ExpertRef
     from memory.store import Store
@@ -104,10 +108,12 @@ def test_training_on_the_gpu_writes_a_base_and_experts_the_cpu_loads(tmp_path):
     Runner(env, recorder=store, run_id=run_id).run(resolve_task("make_wood_pickaxe", env.catalog), seeds=[0])
     models = tmp_path / "models"
     tiny = PolicyConfig(d_model=32, n_layers=1, n_heads=4)
-    base = train_base(store, epochs=2, device="cuda", out_dir=models, config=tiny, progress=False)
+    base = train_base(store, out_dir=models, config=FitConfig(epochs=2, device="cuda"), policy_config=tiny,
+                      progress=False)
     assert base["val_loss"] is not None and base["val_loss"] == base["val_loss"]  # not NaN
     digest = sha256_of(models / "base" / "model.safetensors")
-    experts = train_category_experts(store, out_dir=models, epochs=2, device="cuda", progress=False)
+    experts = train_category_experts(store, models_dir=models, progress=False,
+                                     config=replace(CATEGORY_EXPERTS, epochs=2, device="cuda"))
     assert set(experts) >= {"gather", "build", "craft"}
     assert sha256_of(models / "base" / "model.safetensors") == digest  # the base stays frozen
     policy, _ = load_base(models / "base", "cpu")  # saved as CPU tensors

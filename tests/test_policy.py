@@ -146,7 +146,7 @@ def test_mirrored_maps_give_mirrored_target_offsets():
 def test_a_base_saved_without_target_tokens_loads_without_them(tmp_path):
     import json
 
-    from consolidation.base_training import load_base, save_base
+    from memory.base_io import load_base, save_base
 
     policy = build_policy(small(targets=False), N_CELLS, N_ITEMS, N_ACTIONS, SKILLS)
     save_base(policy, tmp_path / "base", {"skill_names": SKILLS})

@@ -231,8 +231,8 @@ def practised(tmp_path_factory):
     """A store practised on two games, a tiny base and a promoted `build` expert, made with the
     default, relative `PEAM_HOME` (./peam-data) from the directory `a/`: what the audit saw."""
     from agent.runner import Runner
-    from consolidation.base_training import train_base
-    from consolidation.trainer import ExpertTrainingConfig, train_expert
+    from consolidation.fit import FitConfig
+    from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.db import data_home
@@ -252,7 +252,8 @@ def practised(tmp_path_factory):
         Runner(env, recorder=store, run_id=run_id).run(resolve_task("make_wood_pickaxe", env.catalog), [0, 1])
         store.finish_run(run_id, "finished")
         models = data_home() / "models"  # relative: peam-data/models
-        train_base(store, epochs=1, out_dir=models, progress=False, config=PolicyConfig(**TINY_BASE))
+        train_base(store, out_dir=models, config=FitConfig(epochs=1), policy_config=PolicyConfig(**TINY_BASE),
+                   progress=False)
         cand = train_expert(store, models_dir=models, game="crafter", category="build", tag="first",
                             config=ExpertTrainingConfig(epochs=1, rank=4))
         promote(store, cand.expert_id)
@@ -363,7 +364,7 @@ def test_experts_record_the_digest_of_their_base(home):
 def test_two_workers_on_an_empty_models_directory_train_the_base_once(tmp_path):
     import threading
 
-    from consolidation.base_training import BASE_DIR, WEIGHTS, ensure_base
+    from memory.base_io import BASE_DIR, WEIGHTS, ensure_base
 
     models = tmp_path / "models"
     trained, inside, both = [], threading.Event(), threading.Event()
