@@ -11,14 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from agent import navigation as nav
-from agent.world_memory import DIRS, WorldMemory
+from agent.world_memory import DIRS, OUTSIDE, WorldMemory
 from envs.base import Observation
 from envs.catalog import Skill, SkillCatalog
 
 MOVES = {v: k for k, v in DIRS.items()}
-SOLID_FOR_ZOMBIES = ("stone", "coal", "iron", "diamond", "tree", "water", "lava", "table", "furnace")
-MOUNTAIN = ("stone", "path", "coal", "iron", "diamond")
-HOSTILE = ("zombie", "skeleton", "arrow")  # what hurts: the slow path's reflexes and the arbiter watch them
 
 
 class DeliberateExecutor:
@@ -27,6 +24,18 @@ class DeliberateExecutor:
         self.catalog = catalog
         self.cell_names = cell_names
         self.walkable = walkable
+        self.knowledge = k = catalog.knowledge  # the game's cells that move, hurt, kill, shelter
+        self.blocking = k.solid + (OUTSIDE,)  # what a creature cannot walk through
+        # A monster next to us is fought, not fled (running costs more health): those a
+        # combat skill can defeat.
+        self.fought = {t for s in catalog.by_category("combat") for t in s.target} & set(k.hostile)
+        # A cell can be broken through while the tools of a skill acting on it are held.
+        self.breakers = {cell: [s.requires for s in catalog if cell in s.target] for cell in k.dig_costs}
+        rest = catalog.producers(k.rest) if k.rest else []
+        self.rest_skill = rest[0].name if rest else None
+        self.place_wall = f"place_{k.wall}"
+        source = catalog.producers(k.wall)[:1] if k.wall else []
+        self.digging_tools = source[0].requires if source else None  # what breaks rock into a shelter
         self.rng = np.random.default_rng(seed)
         self.reset()
 
@@ -34,7 +43,7 @@ class DeliberateExecutor:
         """A fresh map; reseeded per episode so an episode replays the same for the same seed."""
         if seed is not None:
             self.rng = np.random.default_rng(seed)
-        self.memory = WorldMemory(self.cell_names, self.walkable)
+        self.memory = WorldMemory(self.cell_names, self.walkable, self.knowledge)
         self._path: list[nav.Cell] | None = None
         self._path_key = None
         self._path_age = 0
@@ -51,7 +60,7 @@ class DeliberateExecutor:
         reflex = self._reflex(obs)
         if reflex:
             return reflex
-        if skill.name == "wake_up":
+        if skill.name == self.rest_skill:
             return self._sleep(obs)
         if skill.places:
             return self._place(obs, skill)
@@ -64,10 +73,10 @@ class DeliberateExecutor:
         return "noop"
 
     def _reflex(self, obs: Observation) -> str | None:
-        """Hit a zombie or skeleton standing next to us: running costs more health."""
+        """Hit a monster standing next to us: running costs more health."""
         for d in nav.NEIGHBOURS:
             cell = (self.memory.pos[0] + d[0], self.memory.pos[1] + d[1])
-            if self.memory.name_at(cell) in ("zombie", "skeleton"):
+            if self.memory.name_at(cell) in self.fought:
                 return self._face_and(d, "do")
         return None
 
@@ -81,7 +90,7 @@ class DeliberateExecutor:
             if (self.memory.pos[0] + d[0], self.memory.pos[1] + d[1]) in targets:
                 return self._face_and(d, "do")
         if targets:
-            moving = any(t in ("cow", "zombie", "skeleton") for t in skill.target)
+            moving = any(t in self.knowledge.creatures for t in skill.target)
             step = self._walk(obs, ("use", skill.name), nav.adjacent_to(self.memory, targets),
                               replan_every=1 if moving else 12)
             if step:
@@ -90,12 +99,12 @@ class DeliberateExecutor:
 
     def _place(self, obs: Observation, skill: Skill) -> str:
         mem = self.memory
-        if skill.places == "furnace" and "table" in self.catalog[skill.name].nearby + ("table",):
-            tables = set(mem.cells_of(("table",)))
-            if tables and not self._within_one(mem.pos, tables):
-                near = self._walk(obs, ("near", "table"), lambda c: 0.0 if self._within_one(c, tables) else None)
-                if near:
-                    return near
+        stations = [set(mem.cells_of((c,))) for c in self.knowledge.place_near.get(skill.places, ())]
+        if stations and all(stations) and not all(self._within_one(mem.pos, s) for s in stations):
+            near = self._walk(obs, ("near", skill.places),
+                              lambda c: 0.0 if all(self._within_one(c, s) for s in stations) else None)
+            if near:
+                return near
         ahead = (mem.pos[0] + mem.facing[0], mem.pos[1] + mem.facing[1])
         if self._placeable(ahead, skill):
             return f"place_{skill.places}"
@@ -136,30 +145,33 @@ class DeliberateExecutor:
     def _sleep(self, obs: Observation) -> str:
         """Rest behind walls: seal a pocket, dig one into rock, or walk towards rock first.
         Asleep, a zombie hits for 7, so the open is only for a quiet day or no energy left."""
-        tired = obs.inventory.get("energy", 0) < self.catalog.items["energy"]["max"]
+        k, inv = self.knowledge, obs.inventory
+        energy = inv.get(k.rest, 0)
+        tired = energy < self.catalog.items[k.rest]["max"]
         if self._enclosed(self.memory.pos):
             return "sleep" if tired else "noop"  # a full bar cannot sleep; waiting still heals
-        if obs.inventory.get("stone", 0) >= 1:
+        if k.wall and inv.get(k.wall, 0) >= 1:
             seal = self._seal()
             if seal:
                 return seal
-        if obs.inventory.get("wood_pickaxe", 0):
+        tools = self.digging_tools
+        if tools is not None and all(inv.get(item, 0) >= n for item, n in tools.items()):
             step = self._dig_shelter(obs)
             if step:
                 return step
-        step = self._build_shelter(obs)
+        step = self._build_shelter(obs) if k.wall else None
         if step:
             return step
         hostile = self.hostile_near(6)
         quiet_day = obs.daylight > 0.8 and not hostile
-        if tired and (quiet_day or obs.inventory.get("energy", 0) == 0) and not self.hostile_near(3):
+        if tired and (quiet_day or energy == 0) and not self.hostile_near(3):
             return "sleep"
         return self._explore(obs, None, toward_rock=True)
 
     def hostile_near(self, radius: int) -> bool:
-        """A zombie, skeleton or arrow remembered within `radius` steps (Manhattan)."""
+        """A hostile creature (the game's threats) remembered within `radius` steps (Manhattan)."""
         x, y = self.memory.pos
-        return any(self.cell_names[v] in HOSTILE
+        return any(self.cell_names[v] in self.knowledge.threats
                    and abs(c[0] - x) + abs(c[1] - y) <= radius
                    for c, v in self.memory.creatures.items())
 
@@ -173,7 +185,7 @@ class DeliberateExecutor:
                 if n in seen:
                     continue
                 name = self.memory.name_at(n)
-                if name in SOLID_FOR_ZOMBIES or name in ("plant", "plant_ripe", "outside"):
+                if name in self.blocking:
                     continue
                 if name == "unknown" or len(seen) >= limit:
                     return False
@@ -190,7 +202,7 @@ class DeliberateExecutor:
             if not self._free(n):
                 continue
             if tuple(mem.facing) == d and self._would_enclose(mem.pos, n):
-                return "place_stone"
+                return self.place_wall
             beyond = (n[0] + d[0], n[1] + d[1])
             if self._free(beyond) and self._would_enclose(n, beyond):
                 return MOVES[d]
@@ -202,26 +214,26 @@ class DeliberateExecutor:
     def _would_enclose(self, cell: nav.Cell, blocked: nav.Cell) -> bool:
         mem = self.memory
         old = mem.static[blocked]
-        mem.static[blocked] = mem.ids["stone"]
+        mem.static[blocked] = mem.ids[self.knowledge.wall]
         try:
             return self._enclosed(cell)
         finally:
             mem.static[blocked] = old
 
     def _dig_shelter(self, obs: Observation) -> str | None:
-        """Walk into a stone face two cells deep, so one stone seals us in (see `_seal`)."""
-        mem = self.memory
-        stones = set(mem.cells_of(("stone",)))
-        if not stones:
+        """Walk into a rock face two cells deep, so one wall block seals us in (see `_seal`)."""
+        mem, wall = self.memory, self.knowledge.wall
+        if not mem.cells_of((wall,)):
             return None
+        solid = self.knowledge.solid
 
         def inside_rock(c: nav.Cell) -> float | None:
-            if mem.name_at(c) not in ("stone", "path") or c == mem.pos:
+            if mem.name_at(c) != wall or c == mem.pos:
                 return None
-            walls = sum(mem.name_at((c[0] + dx, c[1] + dy)) in SOLID_FOR_ZOMBIES for dx, dy in nav.NEIGHBOURS)
-            return 0.0 if walls >= 3 and mem.name_at(c) == "stone" else None
+            walls = sum(mem.name_at((c[0] + dx, c[1] + dy)) in solid for dx, dy in nav.NEIGHBOURS)
+            return 0.0 if walls >= 3 else None
 
-        path = nav.search(mem, nav.step_costs(mem, obs.inventory), inside_rock, max_nodes=3000)
+        path = nav.search(mem, self._step_costs(obs), inside_rock, max_nodes=3000)
         if path is None or len(path) < 2:
             return None
         return self._follow(path)
@@ -232,13 +244,13 @@ class DeliberateExecutor:
         e = (d[1], d[0])
         cells = [(q[0] + d[0], q[1] + d[1]), (q[0] + e[0], q[1] + e[1]), (q[0] - e[0], q[1] - e[1]),
                  (p[0] + e[0], p[1] + e[1]), (p[0] - e[0], p[1] - e[1]), (p[0] - d[0], p[1] - d[1])]
-        return [c for c in cells if self.memory.name_at(c) not in SOLID_FOR_ZOMBIES + ("plant", "outside")]
+        return [c for c in cells if self.memory.name_at(c) not in self.blocking]
 
     def _build_shelter(self, obs: Observation) -> str | None:
         """No rock to dig into: wall in a two-cell pocket from carried stones. A cell is faced only
         by stepping towards it from the cell behind, so each wall is placed after a two-cell run-up,
         and the mouth last, from the pocket itself (see `_seal`)."""
-        mem, stones = self.memory, obs.inventory.get("stone", 0)
+        mem, stones = self.memory, obs.inventory.get(self.knowledge.wall, 0)
         if self._site is None or len(self._walls(*self._site)) > stones or not all(map(self._free, self._site)):
             self._site = self._pick_site(stones)
         if self._site is None:
@@ -250,7 +262,7 @@ class DeliberateExecutor:
             return None
         ahead = (mem.pos[0] + mem.facing[0], mem.pos[1] + mem.facing[1])
         if ahead in todo and ahead not in mem.creatures:
-            return "place_stone"
+            return self.place_wall
         pocket = {p, q}
 
         def run_up(c: nav.Cell) -> float | None:
@@ -296,7 +308,7 @@ class DeliberateExecutor:
             self._path = self._path[self._path.index(mem.pos):]
             self._path_age += 1
         else:
-            self._path = nav.search(mem, nav.step_costs(mem, obs.inventory), goal,
+            self._path = nav.search(mem, self._step_costs(obs), goal,
                                     danger=self._danger(obs, key))
             self._path_key, self._path_age = key, 0
         if not self._path or len(self._path) < 2:
@@ -306,11 +318,19 @@ class DeliberateExecutor:
 
     def _danger(self, obs: Observation, key) -> dict[nav.Cell, float]:
         """Cells near monsters cost extra, except near the one we hunt with health to spare."""
-        hostile = {self.memory.ids[k] for k in HOSTILE if k in self.memory.ids}
-        hunted = {"defeat_zombie": "zombie", "defeat_skeleton": "skeleton"}.get(key[1]) if key[0] == "use" else None
-        if hunted and obs.inventory.get("health", 0) > 5:
-            hostile.discard(self.memory.ids[hunted])
-        return nav.danger_map(self.memory, hostile)
+        k, ids = self.knowledge, self.memory.ids
+        hunted = set(self.catalog[key[1]].target) if key[0] == "use" else set()
+        if obs.inventory.get(k.health, 0) <= k.low_health:
+            hunted = set()
+        threats = {ids[name]: threat for name, threat in k.threats.items() if name in ids and name not in hunted}
+        return nav.danger_map(self.memory, threats)
+
+    def _step_costs(self, obs: Observation) -> dict[int, float]:
+        """Walking, and breaking through the cells whose tools are held (`nav.step_costs`)."""
+        inv = obs.inventory
+        breakable = {cell: cost for cell, cost in self.knowledge.dig_costs.items()
+                     if any(all(inv.get(i, 0) >= n for i, n in tools.items()) for tools in self.breakers[cell])}
+        return nav.step_costs(self.memory, breakable)
 
     def _follow(self, path: list[nav.Cell]) -> str:
         mem = self.memory
@@ -321,15 +341,16 @@ class DeliberateExecutor:
         return self._face_and(d, "do")  # something to dig through first
 
     def _explore(self, obs: Observation, skill: Skill | None, toward_rock: bool = False) -> str:
-        mem = self.memory
+        mem, k = self.memory, self.knowledge
         prefer: set[int] = set()
-        if toward_rock or skill is not None and skill.requires and any(t in MOUNTAIN for t in skill.target):
-            prefer = {mem.ids[k] for k in MOUNTAIN if k in mem.ids}
-        if skill is not None and skill.name == "defeat_skeleton":
-            prefer = {mem.ids["path"]}
+        if toward_rock or skill is not None and skill.requires and any(t in k.rock for t in skill.target):
+            prefer = {mem.ids[c] for c in k.rock if c in mem.ids}
+        lairs = [k.lairs[t] for t in skill.target if t in k.lairs] if skill is not None else []
+        if lairs:  # a creature found only in some cells: look there
+            prefer = {mem.ids[c] for lair in lairs for c in lair if c in mem.ids}
         goal = nav.frontier(mem, prefer)
         step = self._walk(obs, ("explore", skill.name if skill else None), goal, replan_every=24)
         if step:
             return step
-        safe = [d for d in nav.NEIGHBOURS if mem.name_at((mem.pos[0] + d[0], mem.pos[1] + d[1])) != "lava"]
+        safe = [d for d in nav.NEIGHBOURS if mem.name_at((mem.pos[0] + d[0], mem.pos[1] + d[1])) not in k.deadly]
         return MOVES[safe[int(self.rng.integers(len(safe)))]] if safe else "noop"

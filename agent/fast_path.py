@@ -18,16 +18,12 @@ import torch
 from agent.world_memory import DIRS
 from envs.base import Observation
 from envs.catalog import Skill
+from envs.knowledge import GameKnowledge
 from memory.protocol import BLIND, UNMEASURED, Level, Measured, Proposal
 from memory.registry import ExpertRef
 
 SHARED = "shared"  # the one expert of the shared-LoRA baseline, serving every category
 UNMASKED = ("noop", "sleep")  # repeated freely by a skill that sleeps (all skills where the game does not say)
-CREATURES = ("cow", "zombie", "skeleton", "plant")  # "do" hurts them: hidden health, several hits
-# Cells that kill whoever steps on them (Crafter: objects.py, Player.update); the slow path's
-# walkable cells leave them out. A move into one is never taken: 3 of 40 open-ended games
-# ended with the fast path walking into lava.
-DEADLY = ("lava",)
 DONE_P = 0.5  # the done head's probability above which the policy holds its subgoal complete
 
 
@@ -47,6 +43,7 @@ class FastPolicy:
         self.memory = None  # agent.world_memory.WorldMemory, set by `reset`: the map input
         self._done = False
         self.category_of: dict[str, str] = {}  # skill -> its category, from the base's game
+        self.knowledge = GameKnowledge()  # the base's game's cells that kill or take several hits
         self.acts = bool(experts) or not plan_experts  # a plan-only memory loads no action base
         if self.acts:
             self._load_actions(models_dir, experts, device, sample, seed, unstick)
@@ -63,7 +60,9 @@ class FastPolicy:
         check_base(experts, doc["sha256"])  # each expert on the base it was trained on, unaltered
         from envs import make_env
 
-        self.category_of = {s.name: s.category for s in make_env(doc.get("game", "crafter")).catalog}
+        catalog = make_env(doc.get("game", "crafter")).catalog
+        self.category_of = {s.name: s.category for s in catalog}
+        self.knowledge = catalog.knowledge
         self.items = list(doc["items"])
         self.action_names = list(doc["action_names"])
         self.device = next(self.policy.parameters()).device
@@ -101,7 +100,8 @@ class FastPolicy:
         # noops in a row before the progress monitor handed over, in traces of failed attempts).
         # And an action that cannot serve the skill at all (envs: `Skill.actions`) is never
         # taken: sleep in the open while collecting stone, a table that eats the wood just
-        # collected; nor a move onto a cell that kills (DEADLY).
+        # collected; nor a move onto a cell that kills (the game's `deadly` cells: in Crafter, 3
+        # of 40 open-ended games ended with the fast path walking into lava).
         self.unstick = unstick
         self.cell_names = list(doc.get("cell_names", ()))
         self._banned: dict[str, set[int]] = {}  # skill -> actions that cannot serve it
@@ -144,7 +144,7 @@ class FastPolicy:
         """The moves onto a cell that kills, as the agent sees its neighbours now."""
         cx, cy = obs.center
         return {self._moves[name] for name, (dx, dy) in DIRS.items() if name in self._moves
-                and self._cell_name(int(obs.local_view[cx + dx, cy + dy])) in DEADLY}
+                and self._cell_name(int(obs.local_view[cx + dx, cy + dy])) in self.knowledge.deadly}
 
     def _cell_name(self, cell: int) -> str:
         return self.cell_names[cell] if cell < len(self.cell_names) else ""
@@ -164,9 +164,10 @@ class FastPolicy:
         return not (self.action_names[action] in UNMASKED and (not skill.actions or "sleep" in skill.actions))
 
     def _may_need_hits(self, cell: int, skill: Skill) -> bool:
-        """Whether "do" on this cell can work without changing anything visible at once."""
+        """Whether "do" on this cell can work without changing anything visible at once: the
+        skill's own target, or a cell with hidden health (the game's `sturdy` cells)."""
         name = self._cell_name(cell)
-        return name in skill.target or name in CREATURES
+        return name in skill.target or name in self.knowledge.sturdy
 
     def covers(self, category: str, level: Level = "action") -> bool:
         if level == "plan":

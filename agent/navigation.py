@@ -1,6 +1,6 @@
 """Path-finding over the agent's own map: Dijkstra where walking costs 1 and digging through
-a cell the agent can break (stone with a pickaxe, a tree) costs more. Unknown cells are never
-entered; a cell next to them is a frontier, where exploring goes."""
+a cell the agent can break (the game's `dig_costs`, with the tools held) costs more. Unknown
+cells are never entered; a cell next to them is a frontier, where exploring goes."""
 
 from __future__ import annotations
 
@@ -10,25 +10,18 @@ from typing import Callable
 import numpy as np
 
 from agent.world_memory import WorldMemory
+from envs.knowledge import Threat
 
 Cell = tuple[int, int]
 NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 WALK_COST = 1.0
-DIG_COST = 3.0  # one `do` to break it, one move to step in, and the item it drops is a bonus
 
 
-def step_costs(mem: WorldMemory, inventory: dict[str, int], may_dig: bool = True) -> dict[int, float]:
-    """Cost of entering a cell, by cell id; ids not listed are impassable."""
+def step_costs(mem: WorldMemory, breakable: dict[str, float] | None = None) -> dict[int, float]:
+    """Cost of entering a cell, by cell id; ids not listed are impassable. `breakable`: the
+    cells the agent can break through now (its tools held), with what breaking one costs."""
     costs = {i: WALK_COST for i in mem.walkable_ids}
-    if may_dig:
-        digs = {"tree": 4.0}
-        if inventory.get("wood_pickaxe", 0):
-            digs.update(stone=DIG_COST, coal=DIG_COST)
-        if inventory.get("stone_pickaxe", 0):
-            digs["iron"] = DIG_COST
-        if inventory.get("iron_pickaxe", 0):
-            digs["diamond"] = DIG_COST
-        costs.update({mem.ids[k]: v for k, v in digs.items() if k in mem.ids})  # Crafter's cells
+    costs.update({mem.ids[k]: v for k, v in (breakable or {}).items() if k in mem.ids})
     return costs
 
 
@@ -85,28 +78,27 @@ def search(mem: WorldMemory, costs: dict[int, float], is_goal: Callable[[Cell], 
     return path[::-1]
 
 
-def danger_map(mem: WorldMemory, hostile: set[int], weight: float = 1.0) -> dict[Cell, float]:
-    """Extra cost of cells near monsters in sight: a zombie hits whoever stands next to it and
-    walks one cell a step, and a skeleton shoots along its row and column up to 4 cells."""
-    zombie, skeleton, arrow = mem.ids.get("zombie"), mem.ids.get("skeleton"), mem.ids.get("arrow")
+def danger_map(mem: WorldMemory, threats: dict[int, Threat], weight: float = 1.0) -> dict[Cell, float]:
+    """Extra cost of cells near the hostile creatures in sight (`threats`, by cell id): the
+    cells within reach of a melee attacker, priced by distance, and the open lines along which
+    a shooter fires, up to what stands in the way."""
     out: dict[Cell, float] = {}
     for (x, y), kind in mem.creatures.items():
-        if kind not in hostile:
+        threat = threats.get(kind)
+        if threat is None:
             continue
-        if kind == zombie:
-            for dx in range(-2, 3):
-                for dy in range(-2, 3):
-                    reach = abs(dx) + abs(dy)
-                    if reach <= 2:
-                        cell = (x + dx, y + dy)
-                        out[cell] = out.get(cell, 0.0) + weight * (8.0 if reach <= 1 else 3.0)
-        elif kind in (skeleton, arrow):  # an arrow flies on along its line; we cannot see which way
-            for dx, dy in NEIGHBOURS:
-                for k in range(0 if kind == arrow else 1, 5):
-                    cell = (x + k * dx, y + k * dy)
-                    if mem.name_at(cell) not in ("path", "grass", "sand"):
-                        break
-                    out[cell] = out.get(cell, 0.0) + weight * 4.0
+        reach = len(threat.melee) - 1
+        for dx in range(-reach, reach + 1):
+            for dy in range(-reach, reach + 1):
+                if abs(dx) + abs(dy) <= reach:
+                    cell = (x + dx, y + dy)
+                    out[cell] = out.get(cell, 0.0) + weight * threat.melee[abs(dx) + abs(dy)]
+        for dx, dy in NEIGHBOURS if threat.shoots else ():
+            for k in range(0 if threat.in_flight else 1, threat.shoots + 1):
+                cell = (x + k * dx, y + k * dy)
+                if cell in mem.creatures or int(mem.static[cell]) not in mem.walkable_ids:
+                    break
+                out[cell] = out.get(cell, 0.0) + weight * threat.shot_cost
     return out
 
 

@@ -70,12 +70,8 @@ class Planner(Protocol):
     def plan(self, ctx: PlanContext) -> Plan: ...
 
 
-# Vitals below these levels pre-empt the task. Crafter drains food every ~25 steps, drink
-# every ~20 and energy every ~30; health is lost once any of them reaches zero.
-SURVIVAL_LEVELS = {"drink": 4, "food": 4, "energy": 3}
-LOW_HEALTH = 5  # rest before two more zombie hits or arrows can kill
-NIGHT = 0.35  # daylight under which the screen is dark and zombies spawn on grass
-SHELTER_STONES = 2  # stones kept in stock: one seals a dug pocket, the other mends a breach
+# Shelter blocks kept in stock (the game's `wall`): one seals a dug pocket, the other mends a breach.
+SHELTER_BLOCKS = 2
 
 
 class SymbolicPlanner:
@@ -96,21 +92,22 @@ class SymbolicPlanner:
         return Plan(self.chain(goal, ctx))
 
     def urgent(self, ctx: PlanContext) -> Subgoal | None:
-        """The survival need that cannot wait, lowest vital first."""
-        levels = {v: n for v, n in SURVIVAL_LEVELS.items()
+        """The survival need that cannot wait, lowest vital first (the game's `survival` levels)."""
+        k = self.catalog.knowledge
+        levels = {v: n for v, n in k.survival.items()
                   if v in self.catalog.vitals and self.catalog.producers(v)}  # this game's vitals
         needs = [(ctx.inventory.get(v, 0), v) for v, level in levels.items()
                  if ctx.inventory.get(v, 0) < level]
-        energy = ctx.inventory.get("energy", 0)
-        if not needs and "energy" in levels and ctx.inventory.get("health", 9) < LOW_HEALTH:
+        rests = k.rest in levels
+        if not needs and rests and ctx.inventory.get(k.health, k.low_health) < k.low_health:
             # Health only comes back with time; asleep it comes back twice as fast, and
             # behind walls nothing hurts us meanwhile.
-            return Subgoal(self._producer("energy", ctx).name, "health is low: rest in a shelter")
-        if not needs and "energy" in levels and ctx.daylight < NIGHT:
-            # Nights are spent behind stone walls, rested or not: zombies crowd the grass in the
-            # dark, and a rested agent that went out for the next subgoal died there (20 traced
-            # deaths: zombies in all but three). Waiting also heals.
-            needs = [(energy, "energy")]
+            return Subgoal(self._producer(k.rest, ctx).name, "health is low: rest in a shelter")
+        if not needs and rests and k.night is not None and ctx.daylight < k.night:
+            # Nights are spent behind walls, rested or not: monsters crowd the open in the dark,
+            # and a rested agent that went out for the next subgoal died there (Crafter: 20
+            # traced deaths, all but three to zombies). Waiting also heals.
+            needs = [(ctx.inventory.get(k.rest, 0), k.rest)]
         if not needs and ctx.previous:
             # Keep drinking (eating) once started until nearly full: one sip per trip wastes
             # the walk to the water.
@@ -119,28 +116,31 @@ class SymbolicPlanner:
                 if ctx.previous == self._producer(vital, ctx).name and ctx.inventory.get(vital, 0) < maximum - 1:
                     needs = [(ctx.inventory.get(vital, 0), vital)]
         if not needs:
-            return self._arm(ctx) or self._stock_stone(ctx)
+            return self._arm(ctx) or self._stock_walls(ctx)
         _, vital = min(needs)
         producer = self._producer(vital, ctx)
         return Subgoal(producer.name, f"{vital} is low ({ctx.inventory.get(vital, 0)})")
 
     def _arm(self, ctx: PlanContext) -> Subgoal | None:
-        """A wood sword costs one wood at a table we know, and halves the hits a zombie takes:
-        bare-handed, two zombies at once kill us before we kill them. Only on the open-ended
-        task: a focused task keeps its short chain."""
-        swords = [s for s in ("wood_sword", "stone_sword", "iron_sword") if s in self.catalog.items]
-        armed = any(ctx.inventory.get(s, 0) for s in swords)
-        if (ctx.task.open_ended and not armed and "make_wood_sword" in self.catalog.names
-                and "table" in ctx.known and ctx.inventory.get("wood", 0) >= 1):
-            return Subgoal("make_wood_sword", "arm before the zombies come")
+        """The cheapest weapon (the game's `weapons`), once it can be made where we are: in
+        Crafter a wood sword costs one wood at a table we know, and halves the hits a zombie
+        takes; bare-handed, two zombies at once kill us before we kill them. Only on the
+        open-ended task: a focused task keeps its short chain."""
+        weapons = [w for w in self.catalog.knowledge.weapons if w in self.catalog.items]
+        makers = self.catalog.producers(weapons[0]) if weapons else []
+        armed = any(ctx.inventory.get(w, 0) for w in weapons)
+        if ctx.task.open_ended and not armed and makers and ready(makers[0], ctx):
+            return Subgoal(makers[0].name, "arm before the monsters come")
         return None
 
-    def _stock_stone(self, ctx: PlanContext) -> Subgoal | None:
-        """Tools eat the stones we carry, and a night without one to seal a shelter is spent
-        fighting on the grass: top the stock up while rock is a short walk away."""
-        if (ctx.inventory.get("wood_pickaxe", 0) and "stone" in ctx.known
-                and ctx.inventory.get("stone", 0) < SHELTER_STONES and "collect_stone" in self.catalog.names):
-            return Subgoal("collect_stone", "keep stones for a shelter")
+    def _stock_walls(self, ctx: PlanContext) -> Subgoal | None:
+        """Tools eat the blocks we carry, and a night without one to seal a shelter is spent
+        fighting in the open: top the stock up while its source is a short walk away."""
+        wall = self.catalog.knowledge.wall
+        sources = self.catalog.producers(wall) if wall else []
+        if (sources and ready(sources[0], ctx) and any(t in ctx.known for t in sources[0].target)
+                and ctx.inventory.get(wall, 0) < SHELTER_BLOCKS):
+            return Subgoal(sources[0].name, "keep blocks for a shelter")
         return None
 
     def next_goal(self, ctx: PlanContext) -> str | None:
@@ -160,11 +160,12 @@ class SymbolicPlanner:
             # shelter and better tools make them safer later.
             skill = self.catalog[name]
             risk = 8 if skill.category == "combat" or skill.after else 0
-            if "sword" in name:  # a sword makes every later fight shorter and cheaper in health
+            if set(skill.gives) & weapons:  # a weapon makes every later fight shorter and cheaper in health
                 risk -= 4
             return (len(self.chain(name, ctx)) + risk + 6 * ctx.failures.get(name, 0)
                     - 2 * enables.get(name, 0))
 
+        weapons = set(self.catalog.knowledge.weapons)
         # Tools and stations first: a skill counts for every other skill that needs its output.
         enables = {s.name: sum(1 for o in self.catalog if set(o.requires) & set(s.gives)
                                or (s.places and s.places in o.nearby)) for s in self.catalog}

@@ -27,7 +27,7 @@ import numpy as np
 
 from agent.arbiter import Arbiter, ProgressMonitor
 from agent.executor import DeliberateExecutor
-from agent.planner import LOW_HEALTH, Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
+from agent.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
 from envs.base import Env, Observation
 from envs.catalog import Skill
 from envs.errors import GameCrashedError
@@ -36,7 +36,7 @@ from memory import columns as C
 from memory.plan_policy import plan_category
 
 KNOWN_RADIUS = 20  # cells: what the planner may treat as "remembered nearby" (a short walk)
-DANGER_RADIUS = 3  # steps: a zombie this close reaches us within a step or two; an arrow flies 4
+DEFAULT_BUDGET = 600  # steps of one attempt, for a skill whose game gives no figure
 
 
 class Recorder(Protocol):
@@ -126,12 +126,8 @@ class PlanCursor:
 
 def segment_budget(skill: Skill) -> int:
     """Steps the slow path may spend on one attempt before it counts as a timeout: the game's
-    own figure for the skill when it has one (envs/), else by kind."""
-    if skill.budget is not None:
-        return skill.budget
-    if skill.requires and skill.target:  # mountain resources: coal, iron, diamond, stone
-        return 1_200
-    return 600
+    own figure for the skill (envs/), else `DEFAULT_BUDGET`."""
+    return DEFAULT_BUDGET if skill.budget is None else skill.budget
 
 
 class Runner:
@@ -157,8 +153,7 @@ class Runner:
         self.shadow = shadow
         self.items = list(self.catalog.items)
         self.action_index = {n: i for i, n in enumerate(env.action_names)}
-        walkable = tuple(getattr(env, "walkable", ("grass", "sand", "path")))
-        self.executor = DeliberateExecutor(self.catalog, env.cell_names, walkable)
+        self.executor = DeliberateExecutor(self.catalog, env.cell_names, tuple(env.walkable))
 
     def run(self, task: Task, seeds: list[int]) -> list[EpisodeResult]:
         return [self.run_episode(task, s) for s in seeds]
@@ -274,7 +269,11 @@ class Runner:
             if not task.open_ended:
                 state.charge(decision)
                 return None
-            plan = Plan([_idle_subgoal(state)])
+            idle = _idle_subgoal(state.obs.inventory, self.catalog)
+            if idle is None:  # the game names nothing to do when idle: the episode is over
+                state.charge(decision)
+                return None
+            plan = Plan([idle])
         if self.cursor:
             cursor.load(plan.subgoals[1:])
         decision.skill = plan.subgoals[0].skill
@@ -387,10 +386,12 @@ class Runner:
         return outcome, record
 
     def _danger(self, state: "_EpisodeState") -> bool:
-        """A hostile creature within reach, or health too low for one more mistake: the fast
-        path knows no reflexes, so the arbiter keeps it out (agent/arbiter.py)."""
-        return (self.executor.hostile_near(DANGER_RADIUS)
-                or state.obs.inventory.get("health", LOW_HEALTH) < LOW_HEALTH)
+        """A hostile creature within reach, or health too low for one more mistake (the game's
+        `danger_radius` and `low_health`): the fast path knows no reflexes, so the arbiter keeps
+        it out (agent/arbiter.py)."""
+        k = self.catalog.knowledge
+        return (self.executor.hostile_near(k.danger_radius)
+                or state.obs.inventory.get(k.health, k.low_health) < k.low_health)
 
     def _interrupted(self, task: Task, skill: Skill, state: "_EpisodeState") -> bool:
         """A survival need pre-empts any other subgoal (the reflexes' `urgent` rule)."""
@@ -446,6 +447,11 @@ class _EpisodeState:
         return self.achievements.get(skill, 0) > 0
 
 
-def _idle_subgoal(state: _EpisodeState) -> Subgoal:
-    """An open-ended episode with every goal met: keep stocking the most useful material."""
-    return Subgoal("collect_wood" if state.obs.inventory.get("wood", 0) < 5 else "collect_stone", "idle")
+def _idle_subgoal(inventory: dict[str, int], catalog) -> Subgoal | None:
+    """An open-ended episode with every goal met: keep the game's `idle` items stocked, the
+    first one short of its count, else the last; None where the game names none."""
+    stock = [item for item, _ in catalog.knowledge.idle if catalog.producers(item)]
+    if not stock:
+        return None
+    short = [item for item, n in catalog.knowledge.idle if item in stock and inventory.get(item, 0) < n]
+    return Subgoal(catalog.producers((short or stock[-1:])[0])[0].name, "idle")

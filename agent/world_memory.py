@@ -11,18 +11,23 @@ from __future__ import annotations
 import numpy as np
 
 from envs.base import Observation
+from envs.knowledge import GameKnowledge
 
 SIZE = 256  # map cells per side; the origin (where the agent starts) is the centre
 DIRS = {"move_left": (-1, 0), "move_right": (1, 0), "move_up": (0, -1), "move_down": (0, 1)}
-CREATURES = ("player", "cow", "zombie", "skeleton", "arrow")
+OUTSIDE = "outside"  # what `name_at` calls a cell beyond the world's edge
 
 
 class WorldMemory:
-    def __init__(self, cell_names: tuple[str, ...], walkable: tuple[str, ...]):
+    def __init__(self, cell_names: tuple[str, ...], walkable: tuple[str, ...],
+                 knowledge: GameKnowledge = GameKnowledge()):
         self.names = cell_names
         self.ids = {n: i for i, n in enumerate(cell_names)}
         self.walkable_ids = {self.ids[n] for n in walkable}
-        self.creature_ids = {self.ids[n] for n in CREATURES if n in self.ids}
+        self.creature_ids = {self.ids[n] for n in knowledge.creatures if n in self.ids}
+        # A move into a deadly cell succeeds (and kills): dead reckoning must expect it.
+        self.enterable_ids = self.walkable_ids | {self.ids[n] for n in knowledge.deadly if n in self.ids}
+        self.ground_id = self.ids.get(knowledge.ground, 0)
         self.static = np.zeros((SIZE, SIZE), np.int16)  # last material/plant seen; 0 = unknown
         self.seen_at = np.full((SIZE, SIZE), -1, np.int32)
         self.creatures: dict[tuple[int, int], int] = {}  # cell -> creature id, visible now
@@ -48,7 +53,7 @@ class WorldMemory:
     def _localise(self, view: np.ndarray, d: tuple[int, int]) -> tuple[int, int]:
         cx, cy = view.shape[0] // 2, view.shape[1] // 2
         ahead = int(self.last_view[cx + d[0], cy + d[1]])
-        predicted_move = ahead in self.walkable_ids or self.names[ahead] == "lava"
+        predicted_move = ahead in self.enterable_ids
         moved = (self.pos[0] + d[0], self.pos[1] + d[1])
         first, second = (moved, self.pos) if predicted_move else (self.pos, moved)
         # Check the prediction: the new view must agree with the map where it is known.
@@ -71,7 +76,7 @@ class WorldMemory:
         is_creature = np.isin(view, list(self.creature_ids))
         region = self.static[x0:x0 + w, y0:y0 + h]
         # A creature hides the ground under it: keep what was there, or guess grass.
-        ground = np.where(is_creature, np.where(region > 0, region, self.ids.get("grass", 0)), view)
+        ground = np.where(is_creature, np.where(region > 0, region, self.ground_id), view)
         ground = np.where(view == 0, region, ground)  # 0: outside the world, nothing learnt
         self.static[x0:x0 + w, y0:y0 + h] = ground
         self.seen_at[x0:x0 + w, y0:y0 + h] = self.step
@@ -101,7 +106,7 @@ class WorldMemory:
         if cell in self.creatures:
             return self.names[self.creatures[cell]]
         v = int(self.static[cell])
-        return "outside" if v < 0 else self.names[v]
+        return OUTSIDE if v < 0 else self.names[v]
 
     def cells_of(self, kinds: tuple[str, ...]) -> list[tuple[int, int]]:
         ids = [self.ids[k] for k in kinds if k in self.ids]

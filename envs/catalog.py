@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from envs.errors import UnknownTaskError
+from envs.knowledge import GameKnowledge
 
 CATEGORIES = ("gather", "build", "craft", "combat", "survive")
 
@@ -45,8 +46,9 @@ class SkillCatalog:
     """An ordered, immutable set of skills with look-ups the planner needs."""
 
     def __init__(self, skills: list[Skill], items: dict[str, dict], game: str,
-                 aliases: dict[str, str] | None = None):
+                 aliases: dict[str, str] | None = None, knowledge: GameKnowledge | None = None):
         self.game = game
+        self.knowledge = knowledge or GameKnowledge()  # what the agent must know beyond skills
         self.items = items  # item name -> {"max": .., "initial": ..}
         self._skills = {s.name: s for s in skills}
         # Other games' names for the same skill (Minecraft answers Crafter's make_wood_pickaxe).

@@ -16,9 +16,12 @@ import numpy as np
 
 from envs.base import Observation, StepResult
 from envs.catalog import Skill, SkillCatalog
+from envs.knowledge import GameKnowledge, Threat
 
 VIEW = (9, 9)  # Crafter's default: a 9x9 grid of which the bottom rows show the inventory
-OBJECT_CELLS = ("player", "cow", "zombie", "skeleton", "arrow", "plant", "plant_ripe")
+CREATURES = ("player", "cow", "zombie", "skeleton", "arrow")  # objects.py: the objects that move
+STILL_OBJECTS = ("plant", "plant_ripe")  # a sapling: an object, so nothing walks through it
+OBJECT_CELLS = CREATURES + STILL_OBJECTS
 
 # Achievements the engine hard-codes (crafter/objects.py: Player._do_object, Player.update).
 _ENGINE_SKILLS = (
@@ -34,6 +37,15 @@ _ENGINE_SKILLS = (
 # surface, 1,200 for the mountain): a sapling ripens over hundreds of steps, skeletons live
 # only in the dark tunnels, diamonds are the rarest cell of the map.
 _LONG_ATTEMPTS = {"eat_plant": 2_000, "defeat_skeleton": 2_000, "collect_diamond": 2_000}
+MOUNTAIN_ATTEMPT, SURFACE_ATTEMPT = 1_200, 600
+
+# How Crafter's monsters hurt (objects.py), as extra path costs: a zombie walks one cell a step
+# and hits whoever stands next to it; a skeleton shoots along its row and column (4 cells
+# priced), and its arrow flies on along its line (we cannot see which way).
+THREATS = {"zombie": Threat(melee=(8.0, 8.0, 3.0)),
+           "skeleton": Threat(shoots=4, shot_cost=4.0),
+           "arrow": Threat(shoots=4, shot_cost=4.0, in_flight=True)}
+DIG_COST = 3.0  # one `do` to break a cell, one move to step in, and the item it drops is a bonus
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,13 +76,58 @@ def crafter_catalog() -> SkillCatalog:
             f"make_{name}", "craft", requires=dict(rule["uses"]), consumes=dict(rule["uses"]),
             gives={name: rule["gives"]}, nearby=tuple(rule["nearby"])))
     skills += _ENGINE_SKILLS
-    skills = [dataclasses.replace(s, budget=_LONG_ATTEMPTS.get(s.name), actions=_skill_actions(s, data["actions"]))
+    skills = [dataclasses.replace(s, budget=_budget(s), actions=_skill_actions(s, data["actions"]))
               for s in skills]
     order = {name: i for i, name in enumerate(data["achievements"])}
     missing = set(order) - {s.name for s in skills}
     assert not missing, f"achievements without a skill: {missing}"  # a new Crafter release
     skills = [s for s in skills if s.name in order]
-    return SkillCatalog(skills, dict(data["items"]), game="crafter")
+    return SkillCatalog(skills, dict(data["items"]), game="crafter", knowledge=crafter_knowledge())
+
+
+def _budget(skill: Skill) -> int:
+    """Steps one attempt may take: a long search or wait, a walk to the mountains for a
+    material behind a tool (stone, coal, iron), or a surface errand."""
+    if skill.name in _LONG_ATTEMPTS:
+        return _LONG_ATTEMPTS[skill.name]
+    return MOUNTAIN_ATTEMPT if skill.requires and skill.target else SURFACE_ATTEMPT
+
+
+@functools.lru_cache(maxsize=1)
+def crafter_knowledge() -> GameKnowledge:
+    """What Crafter's agent must know besides its skills, from data.yaml where it says so and
+    from the engine's code (objects.py, worldgen.py) where it does not."""
+    data = game_data()
+    walkable = data["walkable"]
+    # A collect that leaves a walkable cell opens a way through (a tree leaves grass, rock a
+    # path); a tree is worth more standing (wood for later): a step dearer than rock.
+    digs = {m: DIG_COST for m, rule in data["collect"].items() if rule["leaves"] in walkable and m not in walkable}
+    digs["tree"] = DIG_COST + 1
+    # A station that a recipe needs beside an earlier one goes next to it (iron tools: a
+    # furnace beside the table).
+    near: dict[str, tuple[str, ...]] = {}
+    for rule in data["make"].values():
+        for i, cell in enumerate(rule["nearby"]):
+            near[cell] = tuple(dict.fromkeys(near.get(cell, ()) + tuple(rule["nearby"][:i])))
+    return GameKnowledge(
+        creatures=CREATURES, ground="grass",  # zombies and cows roam the grass
+        sturdy=("cow", "zombie", "skeleton", "plant"),  # objects.py: health 3, 5, 3, and a sapling's 1
+        deadly=("lava",),  # objects.py Player._move: health 0 on lava
+        solid=tuple(m for m in data["materials"] if m not in walkable) + STILL_OBJECTS,  # Object.is_free
+        threats=THREATS,
+        danger_radius=3,  # a zombie this close reaches us within a step or two; an arrow flies 4
+        lairs={"skeleton": ("path",)},  # worldgen.py: skeletons spawn only in the dark tunnels
+        rock=("stone", "path", "coal", "iron", "diamond"),  # worldgen.py: the mountains and their tunnels
+        dig_costs=digs, place_near={c: n for c, n in near.items() if n},
+        wall="stone", rest="energy", health="health",
+        low_health=5,  # rest before two more zombie hits or arrows can kill
+        night=0.35,  # the screen is dark and zombies spawn on grass (env.py: daylight)
+        # Food drains every ~25 steps, drink every ~20 and energy every ~30; health is lost once
+        # any of them reaches zero (objects.py Player.update).
+        survival={"drink": 4, "food": 4, "energy": 3},
+        weapons=("wood_sword", "stone_sword", "iron_sword"),  # Player._do_object: damage 2, 3, 5
+        idle=(("wood", 5), ("stone", data["items"]["stone"]["max"])),
+    )
 
 
 def _skill_actions(skill: Skill, game_actions: list[str]) -> frozenset[str]:

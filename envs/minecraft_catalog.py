@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from envs.catalog import Skill, SkillCatalog
+from envs.knowledge import GameKnowledge
 
 WORLD = json.loads((Path(__file__).with_name("minecraft_node") / "world.json").read_text())
 VERSION = WORLD["version"]
@@ -34,6 +35,9 @@ CRAFTER_WORDS = {"wood": "oak_log", "stone": "cobblestone", "coal": "coal", "iro
                  "table": TABLE, "furnace": "furnace", "wood_pickaxe": "wooden_pickaxe",
                  "stone_pickaxe": "stone_pickaxe", "wood_sword": "wooden_sword",
                  "stone_sword": "stone_sword"}
+# Open-ended play with every goal met: logs, then cobblestone (a stack), the two materials
+# most recipes of the early tree start from.
+IDLE = (("oak_log", 5), ("cobblestone", 64))
 
 
 def _load(kind: str):
@@ -128,7 +132,18 @@ def minecraft_catalog() -> SkillCatalog:
                             where=("ground",), budget=BUDGETS["build"],
                             actions=frozenset(MOVES + ("noop", name))))
     items_meta = {name: {"initial": 0, "max": 64} for name in sorted(have, key=lambda i: (have[i], i))}
-    return SkillCatalog(skills, items_meta, game="minecraft", aliases=crafter_aliases(skills))
+    return SkillCatalog(skills, items_meta, game="minecraft", aliases=crafter_aliases(skills),
+                        knowledge=minecraft_knowledge(skills))
+
+
+def minecraft_knowledge(skills: list[Skill]) -> GameKnowledge:
+    """What the agent must know of this world: lava kills; the blocks a gather needs a tool
+    for lie in the rock, where exploring for them goes. No mobs, hunger or sleep (the
+    backend has none), and no digging through: a dug column may show the block above it."""
+    rock = tuple(dict.fromkeys(t for s in skills if s.category == "gather" and s.requires for t in s.target))
+    have = {i for s in skills for i in s.gives}
+    return GameKnowledge(deadly=("lava",), rock=rock,
+                         idle=tuple((item, n) for item, n in IDLE if item in have))
 
 
 def placeable() -> list[str]:

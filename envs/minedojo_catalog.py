@@ -9,11 +9,13 @@ no coal branch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import yaml
 
 from envs.catalog import Skill, SkillCatalog
+from envs.knowledge import GameKnowledge
 
 TECH_TREE = yaml.safe_load("""
 items:  # vitals start full (MineDojo life_stats); tools and materials start at 0
@@ -55,6 +57,12 @@ smelt:
 place:  # block: the cells at the feet level it may go into (free cells, ground below)
   crafting_table: {where: [air, tallgrass]}
   furnace: {where: [air, tallgrass]}
+
+budget: {mine: 1200, other: 600}  # steps of one attempt: a walk to exposed rock, or an errand
+deadly: [lava]  # a step into it burns the player to death
+vitals: {health: health, low_health: 5}  # of 20 points: two creeper blasts from death
+survival: {food: 4}  # hunger points under which eating pre-empts the task
+idle: [[log, 5], [cobblestone, 64]]  # open-ended play with every goal met: keep these stocked
 """)
 
 
@@ -73,7 +81,17 @@ def minedojo_catalog() -> SkillCatalog:
     for block, rule in data["place"].items():
         skills.append(Skill(f"place_{block}", "build", requires={block: 1}, consumes={block: 1},
                             places=block, where=tuple(rule["where"])))
-    return SkillCatalog(skills, dict(data["items"]), game="minedojo")
+    budget = data["budget"]
+    skills = [dataclasses.replace(s, budget=budget["mine"] if s.requires and s.target else budget["other"])
+              for s in skills]
+    return SkillCatalog(skills, dict(data["items"]), game="minedojo", knowledge=minedojo_knowledge())
+
+
+def minedojo_knowledge() -> GameKnowledge:
+    data = TECH_TREE
+    return GameKnowledge(deadly=tuple(data["deadly"]), health=data["vitals"]["health"],
+                         low_health=data["vitals"]["low_health"], survival=dict(data["survival"]),
+                         idle=tuple((item, n) for item, n in data["idle"]))
 
 
 def craftable_items() -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 import pytest
 
 from agent.planner import PlanContext, SymbolicPlanner
+from envs.catalog import Skill
 from envs.crafter import crafter_catalog, game_data
 from envs.errors import UnknownTaskError
 from envs.tasks import OPEN_ENDED, resolve_task, suites
@@ -42,8 +43,15 @@ def test_attempt_budgets_come_from_the_game_catalog(catalog):
     from agent.runner import segment_budget
 
     assert segment_budget(catalog["eat_plant"]) == catalog["eat_plant"].budget == 2_000  # a sapling ripens slowly
-    assert catalog["collect_wood"].budget is None and segment_budget(catalog["collect_wood"]) == 600
+    assert segment_budget(catalog["collect_wood"]) == catalog["collect_wood"].budget == 600
     assert segment_budget(catalog["collect_iron"]) == 1_200  # a mountain resource, by kind
+    assert all(s.budget is not None for s in catalog)  # Crafter gives every skill its figure
+
+
+def test_a_skill_whose_game_gives_no_budget_gets_the_runner_default():
+    from agent.runner import DEFAULT_BUDGET, segment_budget
+
+    assert segment_budget(Skill("collect_oak_log", "gather", target=("oak_log",))) == DEFAULT_BUDGET
 
 
 def test_each_skill_names_the_actions_that_can_serve_it(catalog):
@@ -108,15 +116,15 @@ def test_survival_need_pre_empts_the_task(catalog):
 
 
 def test_nights_are_spent_in_a_shelter_rested_or_not(catalog):
-    from agent.planner import NIGHT
+    night = catalog.knowledge.night
 
     planner = SymbolicPlanner(catalog)
     rested = fresh_inventory(catalog)  # energy full
     task = resolve_task(OPEN_ENDED, catalog)
-    assert planner.plan(PlanContext(task, rested, daylight=NIGHT / 2)).subgoals[0].skill == "wake_up"
+    assert planner.plan(PlanContext(task, rested, daylight=night / 2)).subgoals[0].skill == "wake_up"
     assert planner.plan(PlanContext(task, rested, daylight=1.0)).subgoals[0].skill != "wake_up"
     thirsty = rested | {"drink": 1}  # a vital that cannot wait still goes first
-    assert planner.plan(PlanContext(task, thirsty, daylight=NIGHT / 2)).subgoals[0].skill == "collect_drink"
+    assert planner.plan(PlanContext(task, thirsty, daylight=night / 2)).subgoals[0].skill == "collect_drink"
 
 
 def test_open_ended_task_starts_with_the_tech_tree(catalog):

@@ -34,7 +34,7 @@ def test_folded_experts_decide_as_the_routed_ones(tmp_path):
     routed.merged = {}
     assert set(folded.merged) == {"gather", "build"}
     obs, _ = env.reset(seed=0)
-    memory = WorldMemory(env.cell_names, env.walkable)
+    memory = WorldMemory(env.cell_names, env.walkable, env.catalog.knowledge)
     memory.observe(obs, None)
     folded.memory = routed.memory = memory
     for name in ("collect_wood", "place_table", "collect_stone", "place_stone") * 5:
@@ -61,7 +61,7 @@ def _at_start(tmp_path, favourite: str, unstick: bool = True):
     env = make_env("crafter")
     fast = _biased_fast_path(tmp_path, env, favourite, unstick=unstick)
     obs, _ = env.reset(seed=0)
-    memory = WorldMemory(env.cell_names, env.walkable)
+    memory = WorldMemory(env.cell_names, env.walkable, env.catalog.knowledge)
     memory.observe(obs, None)
     fast.memory = memory
     return env, fast, obs, memory

@@ -121,7 +121,7 @@ def test_training_on_the_gpu_writes_a_base_and_experts_the_cpu_loads(tmp_path):
     refs = [ExpertRef(c, m["path"], m["expert_id"]) for c, m in experts.items()]
     fast = FastPolicy(models, refs, device="cuda")
     obs, _ = env.reset(seed=0)
-    fast.memory = WorldMemory(env.cell_names, env.walkable)
+    fast.memory = WorldMemory(env.cell_names, env.walkable, env.catalog.knowledge)
     fast.memory.observe(obs, None)
     assert fast.act(obs, env.catalog["collect_wood"]) in env.action_names
     store.close()
