@@ -1,7 +1,7 @@
 """The planner interface and the symbolic tech-tree planner (the default slow planner).
 
 A planner is a pure function of what the agent knows: the task, its inventory, what it has
-unlocked and which kinds of cell it remembers. It returns the ordered subgoals, each a catalog
+seen itself achieve and which kinds of cell it remembers. It returns the ordered subgoals, each a catalog
 skill. The runner walks them with a plan cursor (agent/runner.py) and asks again only when the
 plan runs dry or breaks (`ready` checks a subgoal's preconditions from what the agent sees).
 """
@@ -27,7 +27,8 @@ class PlanContext:
 
     task: Task
     inventory: dict[str, int]
-    unlocked: frozenset[str] = frozenset()  # skills this agent has achieved this episode
+    # Skills the agent saw itself do this episode (agent/achieved.py), never the game's counters.
+    achieved: frozenset[str] = frozenset()
     known: frozenset[str] = frozenset()  # cell kinds it remembers within reach of a short walk
     in_sight: frozenset[str] = frozenset()  # cell kinds on screen now
     failures: dict[str, int] = field(default_factory=dict)  # failed attempts per skill, this episode
@@ -39,18 +40,18 @@ class PlanContext:
         memory reads it (memory/plan_policy.py `features`)."""
         return {"task": self.task.name, "inventory": {k: int(v) for k, v in self.inventory.items()},
                 "known": sorted(self.known), "in_sight": sorted(self.in_sight),
-                "unlocked": sorted(self.unlocked), "failures": dict(self.failures),
+                "achieved": sorted(self.achieved), "failures": dict(self.failures),
                 "previous": self.previous, "daylight": round(float(self.daylight), 3)}
 
 
 def ready(skill: Skill, ctx: PlanContext) -> bool:
     """Whether a subgoal can start from what the agent sees: the items it requires are held,
     the cells it must be near are remembered within a short walk, and the skills whose effect
-    it needs are unlocked. The plan cursor asks the planner again when the next subgoal of its
+    it needs are achieved. The plan cursor asks the planner again when the next subgoal of its
     plan is not ready (a tool broke, the table was left behind)."""
     return (all(ctx.inventory.get(item, 0) >= n for item, n in skill.requires.items())
             and all(cell in ctx.known for cell in skill.nearby)
-            and all(name in ctx.unlocked for name in skill.after))
+            and all(name in ctx.achieved for name in skill.after))
 
 
 @dataclass
@@ -144,11 +145,11 @@ class SymbolicPlanner:
         return None
 
     def next_goal(self, ctx: PlanContext) -> str | None:
-        """The task's next locked goal; for open-ended tasks the cheapest one to reach."""
-        locked = [g for g in ctx.task.goals if g not in ctx.unlocked]
+        """The task's next goal not yet achieved; for open-ended tasks the cheapest one to reach."""
+        locked = [g for g in ctx.task.goals if g not in ctx.achieved]
         if ctx.task.open_ended:  # wait until what a skill acts on exists (a plant to ripen)
             locked = [g for g in locked if not self.catalog[g].after
-                      or not all(a in ctx.unlocked for a in self.catalog[g].after)
+                      or not all(a in ctx.achieved for a in self.catalog[g].after)
                       or any(t in ctx.known for t in self.catalog[g].target)] or locked
         if not locked:
             return None
@@ -176,7 +177,7 @@ class SymbolicPlanner:
         """Ordered subgoals ending in `goal`, from the current inventory."""
         sim = dict(ctx.inventory)
         known = set(ctx.known)
-        done = set(ctx.unlocked)
+        done = set(ctx.achieved)
         out: list[Subgoal] = []
         self._ensure(self.catalog[goal], sim, known, done, out, ctx, depth=0)
         return out
@@ -218,7 +219,7 @@ class SymbolicPlanner:
         if not producers:
             raise ValueError(f"no skill gives {item!r}")
         # Prefer a producer whose prerequisites are met (eat_plant once a plant is ripe).
-        ready = [p for p in producers if all(a in ctx.unlocked for a in p.after)
+        ready = [p for p in producers if all(a in ctx.achieved for a in p.after)
                  and (not p.target or any(t in ctx.known for t in p.target))]
         plain = [p for p in producers if not p.after]
         return (ready or plain or producers)[0]

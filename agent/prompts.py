@@ -47,13 +47,13 @@ def build_messages(ctx: PlanContext, catalog: SkillCatalog) -> list[dict[str, st
     """Chat messages (system, user) asking for the plan of `ctx`."""
     task = ctx.task
     goal = ("unlock as many of these as you can: " if task.open_ended else "unlock: ")
-    locked = [g for g in task.goals if g not in ctx.unlocked]
+    locked = [g for g in task.goals if g not in ctx.achieved]
     lines = [
         f"Task: {task.name} ({goal}{', '.join(locked) or 'nothing left'}).",
         f"Inventory: {_items(ctx.inventory) or 'empty'}.",
         f"In sight: {_names(ctx.in_sight)}.",
         f"Remembered nearby: {_names(ctx.known)}.",
-        f"Already unlocked: {_names(ctx.unlocked)}.",
+        f"Achieved this episode: {_names(ctx.achieved)}.",
     ]
     if ctx.failures:
         lines.append(f"Failed attempts this episode: {_items(ctx.failures)}.")

@@ -25,6 +25,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from agent.achieved import seen_done
 from agent.arbiter import Arbiter, ProgressMonitor
 from agent.executor import DeliberateExecutor
 from agent.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
@@ -237,7 +238,7 @@ class Runner:
         mem = self.executor.memory
         return PlanContext(
             task=task, inventory=dict(state.obs.inventory),
-            unlocked=frozenset(k for k, v in state.achievements.items() if v > 0),
+            achieved=frozenset(state.achieved),
             known=mem.known_kinds(KNOWN_RADIUS), in_sight=mem.known_kinds(4),
             failures=dict(state.failures),
             previous=state.outcomes[-1][0] if state.outcomes else None,
@@ -325,7 +326,6 @@ class Runner:
         from memory.store import SegmentRecord  # the store's record type; SQLAlchemy-free import
 
         start_step, t0 = state.steps, time.perf_counter()
-        before = state.achievements.get(skill.achievement, 0)
         views, maps, invs, facings, actions, rewards, teachers = [], [], [], [], [], [], []
         outcome = "timeout"
         budget = segment_budget(skill)
@@ -350,11 +350,12 @@ class Runner:
             actions.append(self.action_index[name])
             res = self.env.step(self.action_index[name])
             self.executor.observe(res.observation, name)
-            state.advance(res)
+            seen = seen_done(self.catalog, self.env.cell_names, obs, res.observation, res.reward)
+            state.advance(res, seen)
             rewards.append(res.reward)
             if self.on_step is not None:
                 self.on_step(1)
-            if state.achievements.get(skill.achievement, 0) > before:
+            if skill.name in seen:  # success as the agent sees it, never the game's counter
                 outcome = "success"
                 break
             if state.over:
@@ -405,7 +406,10 @@ class Runner:
 @dataclass
 class _EpisodeState:
     obs: Observation
+    # The game's counters: its task-success signal, for the episode's result and the task's
+    # end only (envs/base.py). Nothing the agent decides with reads them.
     achievements: dict[str, int]
+    achieved: set[str] = field(default_factory=set)  # skills the agent saw itself do (agent/achieved.py)
     steps: int = 0
     reward: float = 0.0
     over: bool = False
@@ -435,8 +439,9 @@ class _EpisodeState:
         self.tokens_out += decision.tokens_out
         self.fallbacks += decision.decided_by == "fallback"
 
-    def advance(self, res) -> None:
+    def advance(self, res, seen: set[str] = frozenset()) -> None:
         self.obs = res.observation
+        self.achieved |= seen
         self.steps += 1
         self.reward += res.reward
         self.achievements = dict(res.info.get("achievements", self.achievements))
@@ -444,6 +449,7 @@ class _EpisodeState:
         self.died = res.terminated
 
     def unlocked(self, skill: str) -> bool:
+        """The game's verdict on a task goal (its counters), for success and the task's end."""
         return self.achievements.get(skill, 0) > 0
 
 

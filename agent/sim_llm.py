@@ -49,7 +49,7 @@ def context_of(prompt: str, catalog) -> PlanContext:
                 out[match.group(1)] = int(match.group(2))
         return out
 
-    return PlanContext(task=task, inventory=counts("Inventory"), unlocked=names("Already unlocked"),
+    return PlanContext(task=task, inventory=counts("Inventory"), achieved=names("Achieved this episode"),
                        known=names("Remembered nearby"), in_sight=names("In sight"),
                        failures=counts("Failed attempts this episode"))
 

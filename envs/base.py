@@ -41,8 +41,13 @@ class StepResult(NamedTuple):
 
 @runtime_checkable
 class Env(Protocol):
-    """Gymnasium's five-method shape. `info["achievements"]` holds the game's own counters,
-    read by success predicates (never by a planner or policy)."""
+    """Gymnasium's five-method shape.
+
+    `info["achievements"]` holds the game's own counters: its task-success signal. The runner
+    scores with them (an episode's achievements, a task's success, the Crafter score) and
+    nothing else reads them: what the agent knows it achieved, and every planner, prompt and
+    policy input, comes from the observations and the reward (agent/achieved.py).
+    """
 
     name: str
     action_names: tuple[str, ...]

@@ -15,8 +15,9 @@ CATEGORIES = ("gather", "build", "craft", "combat", "survive")
 class Skill:
     """One unit of behaviour the agent can learn, named after the achievement it unlocks.
 
-    Success is read from the game's own counter: the skill succeeded when
-    `info["achievements"][skill.achievement]` grew during the attempt.
+    The game's own counter `info["achievements"][skill.achievement]` scores it as a task; the
+    agent judges an attempt from what it sees (agent/achieved.py reads gives, consumes, places
+    and target).
     """
 
     name: str

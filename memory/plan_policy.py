@@ -8,8 +8,8 @@ expert of each task category and proposes a subgoal with its own probability.
 
 A decision context is what the planner is shown (agent/planner.py `PlanContext.as_record`),
 as JSON: the task, the inventory, the cell kinds seen on screen and remembered nearby, the
-skills unlocked and failed this episode, the previous subgoal and the daylight. Nothing of the
-world beyond what the player has seen. The same record is stored with every segment, so a
+skills achieved (as the agent saw them, never the game's counters) and failed this episode,
+the previous subgoal and the daylight. Nothing of the world beyond what the player has seen. The same record is stored with every segment, so a
 feature change never invalidates old experience.
 
 PEAM's isolation holds here as for actions: one expert per task category over a frozen base,
@@ -83,7 +83,9 @@ def features(context: dict, spec: PlanSpec) -> np.ndarray:
             if kind in spec.cells:
                 out[o + spec.cells.index(kind)] = 1.0
         o += c
-    for name in context.get("unlocked") or ():
+    # Segments stored before the agent kept its own record carry the game's counters as
+    # "unlocked": still experience of the same kind, read the same way.
+    for name in context.get("achieved", context.get("unlocked")) or ():
         if name in spec.skills:
             out[o + spec.skills.index(name)] = 1.0
     o += s

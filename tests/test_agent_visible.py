@@ -246,3 +246,71 @@ def test_agent_package_never_imports_the_game():
                 names = [node.module]
             for name in names:
                 assert name.split(".")[0] not in ("crafter", "minedojo"), f"{path.name} imports {name}"
+
+
+# ---- the game's achievement counters reach no decision (issue 19, item 16) ----------------------
+
+class GarbledCounters:
+    """Crafter with true observations but the info dict garbled: the counters absent, or
+    claiming every achievement from the first step. Only the task's verdict may change."""
+
+    def __init__(self, how: str):
+        self.env, self.how = make_env("crafter"), how
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def _garble(self, info):
+        if self.how == "absent":
+            return {}
+        return {**info, "achievements": {k: 7 for k in info["achievements"]}}
+
+    def reset(self, **kw):
+        obs, info = self.env.reset(**kw)
+        return obs, self._garble(info)
+
+    def step(self, action):
+        res = self.env.step(action)
+        return res._replace(info=self._garble(res.info))
+
+
+class ContextWatcher(Runner):
+    """A runner that keeps every decision context it builds."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.contexts = []
+
+    def _context(self, task, state):
+        ctx = super()._context(task, state)
+        self.contexts.append(ctx)
+        return ctx
+
+
+def _decisions(env):
+    from agent.prompts import build_messages
+    from memory.plan_policy import PlanSpec, features
+
+    runner = ContextWatcher(env)
+    result = play(runner, "all_achievements", seed=4, max_steps=400)
+    spec = PlanSpec.of("crafter")
+    return result, [(c.as_record(), build_messages(c, env.catalog), features(c.as_record(), spec).tolist())
+                    for c in runner.contexts]
+
+
+@pytest.mark.parametrize("how", ["absent", "claims_all"])
+def test_garbled_achievement_counters_change_no_context_prompt_or_plan_feature(how):
+    true_result, true_decisions = _decisions(make_env("crafter"))
+    garbled_result, garbled_decisions = _decisions(GarbledCounters(how))
+    assert any(record["achieved"] for record, _, _ in true_decisions)  # the agent saw itself achieve
+    assert garbled_decisions == true_decisions
+    assert garbled_result.outcomes == true_result.outcomes  # segments judged from the screen too
+    assert garbled_result.unlocked != true_result.unlocked  # the score alone reads the counters
+
+
+def test_what_the_agent_achieved_is_what_the_game_counted_on_a_whole_game():
+    env = make_env("crafter")
+    runner = ContextWatcher(env)
+    result = play(runner, "all_achievements", seed=90000, max_steps=1500)
+    assert len(result.unlocked) >= 15
+    assert sorted(runner.contexts[-1].achieved) == result.unlocked

@@ -62,11 +62,11 @@ def test_parse_rejects_unusable_answers_with_a_reason(catalog, text, why):
 def test_prompt_shows_task_inventory_sight_memory_and_catalog(catalog):
     inv = {"wood": 2, "health": 9}
     ctx = PlanContext(resolve_task("make_wood_pickaxe", catalog), inv,
-                      unlocked=frozenset({"collect_wood"}), known=frozenset({"water"}),
+                      achieved=frozenset({"collect_wood"}), known=frozenset({"water"}),
                       in_sight=frozenset({"tree"}))
     user = build_messages(ctx, catalog)[1]["content"]
     for part in ("make_wood_pickaxe", "wood x2", "In sight: tree", "Remembered nearby: water",
-                 "Already unlocked: collect_wood", "make_wood_pickaxe (craft); requires wood x1; "
+                 "Achieved this episode: collect_wood", "make_wood_pickaxe (craft); requires wood x1; "
                  "near table; gives wood_pickaxe x1"):
         assert part in user
 
@@ -178,7 +178,7 @@ def test_survival_stays_a_reflex_without_a_model_call(hf_planner, catalog):
 
 def test_done_task_needs_no_model_call(hf_planner, catalog):
     done = PlanContext(resolve_task("collect_wood", catalog), {"health": 9, "food": 9,
-                       "drink": 9, "energy": 9}, unlocked=frozenset({"collect_wood"}))
+                       "drink": 9, "energy": 9}, achieved=frozenset({"collect_wood"}))
     assert hf_planner.plan(done).subgoals == [] and hf_planner.plan(done).calls == 0
 
 

@@ -365,7 +365,7 @@ def test_the_simulated_llm_answers_the_symbolic_plan_after_its_delay():
     task = resolve_task("make_stone_pickaxe", CATALOG)
     ctx = PlanContext(task=task, inventory={"wood": 1, "health": 9, "food": 9, "drink": 9, "energy": 9},
                       known=frozenset({"tree", "table"}),
-                      unlocked=frozenset({"collect_wood"}), failures={"collect_stone": 1})
+                      achieved=frozenset({"collect_wood"}), failures={"collect_stone": 1})
     with SimulatedLLM(delay_s=0.05) as llm:
         planner = make_planner(f"openai:{llm.url}", CATALOG, options=LLMOptions(model=SIMULATED_MODEL))
         t0 = time.perf_counter()
