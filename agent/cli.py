@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from agent.memory_modes import MODES, modes_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="peam: a game agent whose memory grows by training.")
@@ -41,9 +42,7 @@ def run(
     llm_max_new_tokens: int = typer.Option(128, help="LLM answer length limit."),
     llm_device: str = typer.Option("cpu", help="hf: torch device (cpu, cuda)."),
     llm_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
-    memory: str = typer.Option("peam", help="The memory: peam (isolated experts for acting and for choosing subgoals), "
-                                            "moram (rank-1 atoms), shared-lora, retrieval (Voyager-style library), "
-                                            "plan-cache (the planner's chains on an exact match), none (slow only)."),
+    memory: str = typer.Option("peam", help=f"The memory: {modes_help()}."),
     consolidate: str = typer.Option("auto", help="auto: the self-trigger runs consolidation jobs between episodes; off."),
     workers: int = typer.Option(0, min=0, max=1024, help="Ray runner actors playing in parallel (0 = in this process)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
@@ -299,7 +298,7 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("continual")
 def bench_continual(
-    memory: str = typer.Option("peam", help="none, peam, shared-lora, retrieval or moram."),
+    memory: str = typer.Option("peam", help=f"The memory mode: {', '.join(MODES)}."),
     episodes: int = typer.Option(48, min=1, help="Episodes per task of each stage while playing."),
     eval_episodes: int = typer.Option(12, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
     score_episodes: int = typer.Option(10, min=0, help="Open-ended episodes after the last stage, for the Crafter score (0: skip)."),
