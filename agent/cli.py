@@ -276,18 +276,18 @@ def worker(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     console = _console()
-    runner = Worker(store, lambda job, beat: run_job(store, job, beat, device=device),
+    worker = Worker(store, lambda job, beat: run_job(store, job, beat, device=device),
                     lease_s=lease, poll_s=min(2.0, lease / 3))
     if once:
-        job = runner.run_once()
+        job = worker.run_once()
         console.print("no queued job" if job is None else
                       f"job #{job.id} for {job.target}: {job.status}"
                       + (f" — {job.error}" if job.error else ""))
         raise typer.Exit(1 if job is not None and job.status == "failed" else 0)
-    console.print(f"worker {runner.name} on {device}, waiting for jobs (Ctrl-C stops; a job "
+    console.print(f"worker {worker.name} on {device}, waiting for jobs (Ctrl-C stops; a job "
                   f"cut short is requeued after its {lease:g} s lease)")
     try:
-        runner.run_forever(threading.Event())
+        worker.run_forever(threading.Event())
     except KeyboardInterrupt:
         console.print("worker stopped")
 
