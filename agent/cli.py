@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from agent.memory_modes import MODES, modes_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="peam: a game agent whose memory grows by training.")
@@ -41,9 +42,7 @@ def run(
     llm_max_new_tokens: int = typer.Option(128, help="LLM answer length limit."),
     llm_device: str = typer.Option("cpu", help="hf: torch device (cpu, cuda)."),
     llm_timeout: float = typer.Option(60.0, help="openai: seconds per request."),
-    memory: str = typer.Option("peam", help="The memory: peam (isolated experts for acting and for choosing subgoals), "
-                                            "moram (rank-1 atoms), shared-lora, retrieval (Voyager-style library), "
-                                            "plan-cache (the planner's chains on an exact match), none (slow only)."),
+    memory: str = typer.Option("peam", help=f"The memory: {modes_help()}."),
     consolidate: str = typer.Option("auto", help="auto: the self-trigger runs consolidation jobs between episodes; off."),
     workers: int = typer.Option(0, min=0, max=1024, help="Ray runner actors playing in parallel (0 = in this process)."),
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
@@ -280,18 +279,18 @@ def worker(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     console = _console()
-    runner = Worker(store, lambda job, beat: run_job(store, job, beat, device=device),
+    worker = Worker(store, lambda job, beat: run_job(store, job, beat, device=device),
                     lease_s=lease, poll_s=min(2.0, lease / 3))
     if once:
-        job = runner.run_once()
+        job = worker.run_once()
         console.print("no queued job" if job is None else
                       f"job #{job.id} for {job.target}: {job.status}"
                       + (f" — {job.error}" if job.error else ""))
         raise typer.Exit(1 if job is not None and job.status == "failed" else 0)
-    console.print(f"worker {runner.name} on {device}, waiting for jobs (Ctrl-C stops; a job "
+    console.print(f"worker {worker.name} on {device}, waiting for jobs (Ctrl-C stops; a job "
                   f"cut short is requeued after its {lease:g} s lease)")
     try:
-        runner.run_forever(threading.Event())
+        worker.run_forever(threading.Event())
     except KeyboardInterrupt:
         console.print("worker stopped")
 
@@ -302,7 +301,7 @@ app.add_typer(bench_app, name="bench")
 
 @bench_app.command("continual")
 def bench_continual(
-    memory: str = typer.Option("peam", help="none, peam, shared-lora, retrieval or moram."),
+    memory: str = typer.Option("peam", help=f"The memory mode: {', '.join(MODES)}."),
     episodes: int = typer.Option(48, min=1, help="Episodes per task of each stage while playing."),
     eval_episodes: int = typer.Option(12, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
     score_episodes: int = typer.Option(10, min=0, help="Open-ended episodes after the last stage, for the Crafter score (0: skip)."),

@@ -139,26 +139,46 @@ class HFPlanner(LLMPlanner):
         return "\n\n".join(turns) + "\n\nAssistant:"
 
     def complete(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
+        return self.complete_batch([messages])[0]
+
+    def complete_batch(self, batch: list[list[dict[str, str]]]) -> list[tuple[str, int, int]]:
+        """One left-padded `generate` for several prompts (the Ray pool's planner actor batches
+        concurrent runners' requests); each answer is `(text, tokens_in, tokens_out)` as
+        `complete` gives it, and a batch of one is exactly `complete`."""
         import torch
 
-        opts = self.options
-        enc = self.tokenizer(self.prompt_text(messages), return_tensors="pt",
-                             add_special_tokens=False).to(self.model.device)
-        prompt_len = enc["input_ids"].shape[1]
-        sample = opts.temperature > 0
-        kwargs = dict(max_new_tokens=opts.max_new_tokens, do_sample=sample,
-                      pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id)
-        if sample:
+        tok, opts = self.tokenizer, self.options
+        tok.padding_side = "left"  # decoder-only models continue from the right end
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        enc = tok([self.prompt_text(m) for m in batch], return_tensors="pt", padding=True,
+                  add_special_tokens=False).to(self.model.device)
+        width = enc["input_ids"].shape[1]
+        kwargs = dict(max_new_tokens=opts.max_new_tokens, do_sample=opts.temperature > 0,
+                      pad_token_id=tok.pad_token_id)
+        if opts.temperature > 0:
             kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
         try:
             with torch.no_grad():
-                out = self.model.generate(**enc, **kwargs)  # (1, prompt + new tokens)
+                out = self.model.generate(**enc, **kwargs)  # (batch, width + new tokens)
         except (RuntimeError, ValueError) as e:  # e.g. a prompt longer than the model's context
             reason = str(e).splitlines()[0] if str(e) else repr(e)
             raise LLMCallError(f"generation failed: {reason}") from None
-        new = out[0, prompt_len:]
-        text = self.tokenizer.decode(new, skip_special_tokens=True)
-        return text, prompt_len, int(new.shape[0])
+        new = out[:, width:]  # (batch, new tokens)
+        prompt_lens = enc["attention_mask"].sum(dim=1)  # (batch,)
+        texts = tok.batch_decode(new, skip_special_tokens=True)
+        return [(t, int(p), n) for t, p, n in zip(texts, prompt_lens, self._answer_lengths(new))]
+
+    def _answer_lengths(self, new) -> list[int]:
+        """Tokens each row generated: up to its first eos (generate pads a row that ended
+        before the others)."""
+        import torch
+
+        eos = self.model.generation_config.eos_token_id
+        eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
+        ended = torch.isin(new, torch.tensor(eos, dtype=new.dtype, device=new.device))  # (batch, new)
+        lengths = torch.where(ended.any(dim=1), ended.int().argmax(dim=1) + 1, new.shape[1])  # (batch,)
+        return [int(n) for n in lengths]
 
 
 def _load_hf(path: str, options: LLMOptions):

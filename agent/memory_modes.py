@@ -1,4 +1,5 @@
-"""`--memory`: what serves as the agent's fast path, and keeping it current.
+"""`--memory`: what serves as the agent's fast path, and keeping it current (the self-trigger
+that trains new experts between episodes is agent/self_trigger.py).
 
 - `none`: the slow path alone (with its plan cursor).
 - `peam` (default): the frozen base with the promoted expert of each category, for acting,
@@ -17,17 +18,35 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent.arbiter import Arbiter
-from envs.errors import ConfigError
+# Only light imports at the top: `peam --help` reads the table of modes, and both the arbiter
+# and envs/ pull in numpy.
+if TYPE_CHECKING:
+    from agent.arbiter import Arbiter
 
-MODES = ("none", "peam", "shared-lora", "retrieval", "plan-cache", "moram")
+# Each mode with the few words `peam run --help` shows for it (the module docstring says more).
+MODE_SUMMARIES = {
+    "none": "the slow path alone",
+    "peam": "isolated experts for acting and for choosing subgoals",
+    "shared-lora": "one LoRA fine-tuned stage after stage",
+    "retrieval": "a Voyager-style library of stored trajectories",
+    "plan-cache": "the planner's chains replayed on an exact match",
+    "moram": "rank-1 associative-memory atoms, router-free",
+}
+MODES = tuple(MODE_SUMMARIES)
 STORE_BUILT = ("retrieval", "plan-cache")  # rebuilt from the store's records, no training
 
 
+def modes_help() -> str:
+    """Every mode with its summary, for a `--memory` help text."""
+    return "; ".join(f"{mode} ({summary})" for mode, summary in MODE_SUMMARIES.items())
+
+
 def check_mode(mode: str) -> None:
+    from envs.errors import ConfigError
+
     if mode not in MODES:
         raise ConfigError(f"unknown memory mode {mode!r}: use one of {', '.join(MODES)}")
 
@@ -40,6 +59,8 @@ class MemoryFastPath:
         check_mode(mode)
         self.mode, self.store, self.env = mode, store, env
         self.models_dir, self.device = Path(models_dir), device
+        from agent.arbiter import Arbiter
+
         self._version = None
         self.arbiter = Arbiter()
 
@@ -56,7 +77,7 @@ class MemoryFastPath:
         if version == self._version:
             return self.arbiter
         self._version = version
-        fresh = Arbiter.from_store(self._load(), self.store, self.env.name)
+        fresh = type(self.arbiter).from_store(self._load(), self.store, self.env.name)
         self.arbiter.fast = fresh.fast
         self.arbiter.slow_mean_steps, self.arbiter.slow_mean_s = fresh.slow_mean_steps, fresh.slow_mean_s
         return self.arbiter
@@ -99,109 +120,3 @@ def expert_fast_path(mode: str, store, game: str, models_dir: str | Path, device
     if not refs and not plans:
         return None
     return FastPolicy(models_dir, refs, device, plan_experts=plans)
-
-
-def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, device: str = "cpu",
-                     process=None) -> list:
-    """The self-trigger, in process: score every skill, queue a job for each one whose trigger
-    fires, and run the queue (`process` defaults to the real pipeline). Costs are measured
-    online: a job's cost is the median of the jobs run so far (before the first, see
-    `_estimate_job_cost`); the fast path's cost per use is its measured decision time × the
-    mean slow-path steps per use."""
-    from agent.evaluation import run_job
-    from consolidation.queue import enqueue
-    from consolidation.scoring import (measured_job_cost_s, pending_plan_triggers, pending_triggers,
-                                       refresh_worthiness)
-    from consolidation.worker import Worker
-
-    job_cost = measured_job_cost_s(store, env.name) or _estimate_job_cost(store, env)
-    steps = [r.mean_steps for r in store.skill_table(env.name) if r.mean_steps]
-    fast_cost = _fast_decision_s(fast, env) * (sum(steps) / len(steps) if steps else 1.0)
-    refresh_worthiness(store, env.name, job_cost_s=job_cost, fast_cost_estimate_s=fast_cost)
-    fired = pending_triggers(store, env.name, job_cost_s=job_cost, fast_cost_estimate_s=fast_cost)
-    for trig in fired:
-        enqueue(store, game=env.name, category=trig.category, reason=trig.decision.reason)
-        if console is not None:
-            console.print(f"  trigger: {trig.skill} ({trig.category}): {trig.decision.reason}")
-    # Which subgoal next: a plan job pays when the planner's seconds it would save exceed it.
-    plan_cost = measured_job_cost_s(store, env.name, "plan") or job_cost
-    plans = pending_plan_triggers(store, env.name, job_cost_s=plan_cost,
-                                  proposal_cost_s=_proposal_s(env.name))
-    for trig in plans:
-        enqueue(store, game=env.name, category=trig.category, reason=trig.decision.reason, kind="plan")
-        if console is not None:
-            console.print(f"  trigger: plans of {trig.category} tasks: {trig.decision.reason}")
-    fired = fired + plans
-    done = []
-    if fired:
-        process = process or (lambda job, beat: run_job(store, job, beat, device=device, models_dir=models_dir))
-        worker = Worker(store, process, lease_s=600, name="in-process")
-        while (job := worker.run_once()) is not None:
-            done.append(job)
-    return done
-
-
-def _proposal_s(game: str) -> float:
-    """Seconds per plan-level proposal: a forward pass of a plan network of the shape a first
-    plan expert would have, timed (the same for every expert: LoRA adds no latency worth
-    weighing against a planner call)."""
-    import numpy as np
-    import torch
-
-    from memory.plan_policy import PlanConfig, PlanNet, PlanSpec
-
-    spec = PlanSpec.of(game)
-    net = PlanNet(PlanConfig(), spec.n_features, len(spec.skills)).eval()
-    x = torch.as_tensor(np.zeros((1, spec.n_features), np.float32))
-    with torch.inference_mode():
-        net(x)
-        t0 = time.perf_counter()
-        for _ in range(5):
-            torch.softmax(net(x)[0], -1)
-    return (time.perf_counter() - t0) / 5
-
-
-def _fast_decision_s(fast, env) -> float:
-    """Seconds per fast decision: timed on the live fast path, else on a fresh policy of the
-    shape a first expert would have (built once per game)."""
-    import numpy as np
-
-    from envs.base import Observation
-
-    obs = Observation(rgb=np.zeros((64, 64, 3), np.uint8), local_view=np.zeros(env.view_shape, np.int16),
-                      inventory={k: 0 for k in env.catalog.items})
-    skill = next(iter(env.catalog))
-    act = fast.act if fast is not None and fast.covers(skill.category, "action") else _fresh_policy_act(env)
-    t0 = time.perf_counter()
-    for _ in range(5):
-        act(obs, skill)
-    return (time.perf_counter() - t0) / 5
-
-
-_FRESH: dict = {}
-
-
-def _fresh_policy_act(env):
-    if env.name not in _FRESH:
-        import torch
-
-        from memory.policy import PolicyConfig, build_policy
-
-        policy = build_policy(PolicyConfig(view_shape=tuple(env.view_shape)), len(env.cell_names), len(env.catalog.items),
-                              len(env.action_names), env.catalog.names).eval()
-        items = list(env.catalog.items)
-
-        @torch.inference_mode()
-        def act(obs, skill):
-            return policy(torch.as_tensor(obs.local_view[None]).long(),
-                          torch.tensor([[obs.inventory.get(k, 0) for k in items]]).float(),
-                          torch.tensor([obs.facing]).float(), policy.tokenizer.encode([skill.name]))
-
-        _FRESH[env.name] = act
-    return _FRESH[env.name]
-
-
-def _estimate_job_cost(store, env) -> float:
-    """Before any job ran: the seconds the slow path has spent so far, a bound on what the job
-    will have to learn from (documented bootstrap; replaced by measurements after one job)."""
-    return sum(s.wall_s for s in store.segments(path="slow", game=env.name)) or 1.0

@@ -1,4 +1,4 @@
-"""The Ray runtime: many plain `Runner`s as actors, one shared LLM planner, GPU jobs as tasks.
+"""The Ray runtime: many plain `Runner`s as actors sharing one LLM planner actor.
 
 The only module that imports Ray (STYLE 11). `Runner` stays a plain class; here it is wrapped
 as `RunnerActor` (RLlib's EnvRunner split, minus its decorators):
@@ -8,8 +8,9 @@ as `RunnerActor` (RLlib's EnvRunner split, minus its decorators):
   small `EpisodeResult`s;
 - an LLM planner (`hf:` / `openai:`) is one `PlannerActor` that every runner calls, so the model
   is loaded once (on the GPU when its device is cuda); concurrent `hf:` requests are batched
-  into one `generate`. The symbolic planner runs inside each runner: it answers in well under
-  a millisecond, and a remote call would cost more than the plan itself;
+  into one `generate` (agent/request_batcher.py). The symbolic planner runs inside each
+  runner: it answers in well under a millisecond, and a remote call would cost more than the
+  plan itself;
 - an actor that dies mid-episode (`RayActorError`) is restarted by Ray; the pool marks that
   episode's row `failed` with the error and plays the seed again as a new episode row, so
   committed segments are neither lost nor duplicated;
@@ -19,10 +20,7 @@ as `RunnerActor` (RLlib's EnvRunner split, minus its decorators):
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 import ray
@@ -34,7 +32,6 @@ from envs.errors import ConfigError, PeamError
 
 MAX_RESTARTS = 3  # per runner actor; a runner that dies more often is dropped from the pool
 MAX_ATTEMPTS = 3  # per seed: a seed whose runner died this often is reported as lost
-BATCH_WINDOW_S = 0.005  # how long the first of a batch waits for others to join (hf planner)
 
 
 # --------------------------------------------------------------------------- cluster
@@ -88,117 +85,20 @@ def shareable_url(url: str | None) -> str:
     return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
-def submit_job(fn: Callable, *args, gpu: bool = False) -> ray.ObjectRef:
-    """Run `fn(*args)` as a Ray task (a consolidation job): on a GPU when asked for and the
-    cluster has one, else on a CPU. Returns the ObjectRef; `ray.get` it for the result."""
-    connect()
-    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    return ray.remote(num_gpus=1 if gpu and has_gpu else 0)(fn).remote(*args)
-
-
 # --------------------------------------------------------------------------- planner actor
-
-
-@dataclass
-class _Request:
-    messages: list
-    done: threading.Event
-    answer: tuple[str, int, int] | None = None
-    error: BaseException | None = None
-
-
-class _Batcher:
-    """Gathers `complete(messages)` calls that arrive together into one batched call.
-
-    Runs in a threaded actor: each caller waits on its own event; the first caller of a round
-    waits `window_s` for company, then (one model call at a time) answers everyone pending.
-    """
-
-    def __init__(self, complete_batch: Callable[[list], list], window_s: float = BATCH_WINDOW_S):
-        self.complete_batch = complete_batch
-        self.window_s = window_s
-        self.pending: list[_Request] = []
-        self.lock = threading.Lock()  # guards `pending`
-        self.model_lock = threading.Lock()  # one generate at a time on the model
-        self.sizes: list[int] = []  # batch sizes served, for tests and tuning
-
-    def complete(self, messages: list) -> tuple[str, int, int]:
-        request = _Request(messages, threading.Event())
-        with self.lock:
-            self.pending.append(request)
-            leader = len(self.pending) == 1
-        if leader:
-            time.sleep(self.window_s)
-            with self.model_lock:
-                with self.lock:
-                    batch, self.pending = self.pending, []
-                self._serve(batch)
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        return request.answer
-
-    def _serve(self, batch: list[_Request]) -> None:
-        self.sizes.append(len(batch))
-        try:
-            answers = self.complete_batch([r.messages for r in batch])
-            for request, answer in zip(batch, answers):
-                request.answer = answer
-        except BaseException as e:  # every waiter gets the error, none hangs
-            for request in batch:
-                request.error = e
-        finally:
-            for request in batch:
-                request.done.set()
-
-
-def hf_complete_batch(planner, batch: list) -> list[tuple[str, int, int]]:
-    """One left-padded `generate` for several prompts of an `HFPlanner`; one prompt goes
-    through the planner's own `complete`, so a lone request is answered exactly as in-process."""
-    if len(batch) == 1:
-        return [planner.complete(batch[0])]
-    import torch
-
-    from agent.llm_planner import LLMCallError
-
-    tok, model, opts = planner.tokenizer, planner.model, planner.options
-    tok.padding_side = "left"  # decoder-only models continue from the right end
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    enc = tok([planner.prompt_text(m) for m in batch], return_tensors="pt", padding=True,
-              add_special_tokens=False).to(model.device)
-    width = enc["input_ids"].shape[1]
-    kwargs = dict(max_new_tokens=opts.max_new_tokens, do_sample=opts.temperature > 0,
-                  pad_token_id=tok.pad_token_id)
-    if opts.temperature > 0:
-        kwargs.update(temperature=opts.temperature, top_p=opts.top_p)
-    try:
-        with torch.no_grad():
-            out = model.generate(**enc, **kwargs)  # (batch, width + new tokens)
-    except (RuntimeError, ValueError) as e:
-        raise LLMCallError(f"generation failed: {str(e).splitlines()[0] if str(e) else e!r}") from None
-    new = out[:, width:]  # (batch, new tokens)
-    prompt_lens = enc["attention_mask"].sum(dim=1)  # (batch,)
-    eos = model.generation_config.eos_token_id
-    eos = [] if eos is None else eos if isinstance(eos, list) else [eos]
-    ended = torch.isin(new, torch.tensor(eos, dtype=new.dtype, device=new.device))
-    # a row's answer ends at its first eos; after it generate only pads (batch,)
-    new_lens = torch.where(ended.any(dim=1), ended.int().argmax(dim=1) + 1, new.shape[1])
-    texts = tok.batch_decode(new, skip_special_tokens=True)
-    return [(t, int(p), int(n)) for t, p, n in zip(texts, prompt_lens, new_lens)]
 
 
 class PlannerActor:
     """The one LLM planner of a pool; runners call `plan` concurrently (a threaded actor)."""
 
     def __init__(self, spec, catalog):
-        from agent.llm_planner import HFPlanner
-        from agent.llm_planner import make_planner
+        from agent.llm_planner import HFPlanner, make_planner
+        from agent.request_batcher import RequestBatcher
 
         self.planner = make_planner(spec.planner, catalog, options=spec.llm)
         self.batcher = None
         if isinstance(self.planner, HFPlanner):
-            self.batcher = _Batcher(lambda batch: hf_complete_batch(self.planner, batch))
+            self.batcher = RequestBatcher(self.planner.complete_batch)
             self.planner.complete = self.batcher.complete  # plan()'s retry loop stays the planner's
         # openai: the server batches (vLLM, TGI); concurrent threads are enough here.
 
@@ -207,9 +107,6 @@ class PlannerActor:
 
     def plan(self, ctx):
         return self.planner.plan(ctx)
-
-    def batch_sizes(self) -> list[int]:
-        return list(self.batcher.sizes) if self.batcher else []
 
 
 class RemotePlanner:
@@ -246,19 +143,14 @@ class RunnerActor:
         # The experts' files must be where every node can read them (shared storage).
         self.memory = MemoryFastPath(spec.memory, self.store, env, data_home() / "models")
         self.node_id = ray.get_runtime_context().get_node_id()
-        self.registry_version: int | None = None
 
     def ready(self) -> str:
         return self.node_id
 
-    def refresh(self, registry_version: int) -> None:
-        """Records the registry version the driver saw; the runner itself checks the registry
-        at the start of every episode (`MemoryFastPath.refresh`) and reloads on a change."""
-        self.registry_version = registry_version
-
     def run_episode(self, task, seed: int, run_id: int) -> tuple[EpisodeResult, str]:
         self.runner.run_id = run_id
-        self.runner.arbiter = self.memory.refresh()  # newly promoted experts, from this episode on
+        # The registry is checked here, every episode: newly promoted experts play from now on.
+        self.runner.arbiter = self.memory.refresh()
         try:
             result = self.runner.run_episode(task, seed)
         except Exception as e:  # the runner already marked the row failed; report, not raise
@@ -326,9 +218,6 @@ class RunnerPool:
         from memory.db import masked
 
         return masked(self.db_url)
-
-    def refresh(self, registry_version: int) -> None:
-        ray.get([a.refresh.remote(registry_version) for a in self.actors])
 
     def run(self, task, seeds: list[int], run_id: int,
             on_result: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:

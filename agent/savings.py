@@ -181,13 +181,13 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
                                   epochs=cfg.plan_epochs)
     job_cfg = PlanJobConfig(eval_episodes=cfg.gate_episodes, training=training)
 
-    def process(job, beat):
+    def pipeline(job, beat):
         return run_plan_pipeline(store, job, beat, models_dir=models, config=job_cfg,
                                  evaluate=lambda refs, tasks, n: plan_success(store, models, env.name, refs, tasks, n, cfg.device))
 
     for category in categories:
         enqueue(store, game=env.name, category=category, kind="plan", reason=f"savings benchmark ({memory})")
-    worker = Worker(store, process, lease_s=3600, name="savings")
+    worker = Worker(store, pipeline, lease_s=3600, name="savings")
     while (job := worker.run_once()) is not None:
         m = job.metrics or {}
         log.append(f"{backend}, {memory}: plan job #{job.id} {job.target} {job.status}"

@@ -96,7 +96,8 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     from agent.runner import Runner
     from memory.store import Store
 
-    from agent.memory_modes import MemoryFastPath, auto_consolidate, check_mode
+    from agent.memory_modes import MemoryFastPath, check_mode
+    from agent.self_trigger import auto_consolidate
     from memory.db import data_home
     from memory.runs import interrupt_run, sweep_stale_runs
 

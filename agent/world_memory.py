@@ -116,12 +116,6 @@ class WorldMemory:
             out += list(zip(xs.tolist(), ys.tolist()))
         return out
 
-    def nearest_distance(self, kinds: tuple[str, ...]) -> int | None:
-        cells = self.cells_of(kinds)
-        if not cells:
-            return None
-        return min(abs(x - self.pos[0]) + abs(y - self.pos[1]) for x, y in cells)
-
     def known_kinds(self, within: int) -> frozenset[str]:
         x, y = self.pos
         region = self.static[max(0, x - within):x + within + 1, max(0, y - within):y + within + 1]

@@ -32,22 +32,19 @@ def overall(res: dict) -> float:
     return 100 * wins / max(tries, 1)
 
 
-class Tempered:
-    """A sampling FastPolicy (`sample=True`) whose action distribution is sharpened:
-    softmax(logits / T)."""
+def sharpened(fast, temperature: float):
+    """The sampling FastPolicy `fast` (`sample=True`), its action distribution sharpened in place
+    to softmax(logits / temperature): the action head of every network it acts with (the base
+    and each copy with an expert folded in) is divided by the temperature. That head is a plain
+    linear layer no expert adapts (memory/lora.py DEFAULT_TARGETS), so its output, the logits,
+    is divided exactly; the action mask (-inf) and the argmax are unchanged by it."""
+    import torch
 
-    def __init__(self, fast, temperature: float):
-        self.fast, self.temperature = fast, temperature
-
-    def __getattr__(self, name):
-        return getattr(self.fast, name)
-
-    def act(self, obs, skill):
-        import torch
-
-        real = torch.softmax
-        torch.softmax = lambda x, dim: real(x / self.temperature, dim)
-        try:
-            return self.fast.act(obs, skill)
-        finally:
-            torch.softmax = real
+    heads = {id(net.action_head): net.action_head for net in [fast.policy, *fast.merged.values()]}
+    with torch.no_grad():
+        for head in heads.values():
+            if type(head) is not torch.nn.Linear:
+                raise TypeError(f"cannot sharpen an adapted action head ({type(head).__name__})")
+            head.weight /= temperature
+            head.bias /= temperature
+    return fast

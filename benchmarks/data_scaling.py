@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import Tempered, overall, parse_args, rates, record  # noqa: E402
+from benchmarks.common import overall, parse_args, rates, record, sharpened  # noqa: E402
 from benchmarks.expert_recipe import SKILLS  # noqa: E402
 
 PLAY_SEED = 20_000  # skill j, episode k -> PLAY_SEED + 1000 j + k: never an evaluation seed
@@ -93,7 +93,7 @@ def main() -> None:
                 return FastPolicy(models, [ref], args.device, seed=0, sample=True, unstick=False)
 
             sampled = measure_fast(sampling(), store, env, list(SKILLS), args.eval_episodes)
-            sharp = measure_fast(Tempered(sampling(), args.temperature), store, env, list(SKILLS),
+            sharp = measure_fast(sharpened(sampling(), args.temperature), store, env, list(SKILLS),
                                  args.eval_episodes)
             rows.append((n, targets, steps, base, cand.metrics, sampled, sharp, play_s, train_s))
             print(f"{n} episodes/skill, targets {targets}: {steps} steps, base val acc "

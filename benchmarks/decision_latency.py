@@ -98,43 +98,35 @@ def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int
 def main() -> None:
     import torch
 
-    from agent.planner import PlanContext, SymbolicPlanner
-    from agent.runner import KNOWN_RADIUS, Runner
+    from agent.slow_decision import SlowDecider
     from envs import make_env
     from envs.tasks import OPEN_ENDED, resolve_task
 
     args = parse_args(Args, __doc__.splitlines()[0])
     torch.set_num_threads(1)
     env = make_env("crafter")
-    runner = Runner(env)
-    planner: SymbolicPlanner = runner.planner
-    task = resolve_task(OPEN_ENDED, env.catalog)
-    obs, _ = env.reset(seed=args.seed)
-    runner.executor.reset()
-    runner.executor.observe(obs, None)
+    slow_path = SlowDecider(env, resolve_task(OPEN_ENDED, env.catalog))
     folded, routed = fast_paths(env, Path(tempfile.mkdtemp(prefix="peam-latency-")), args.device)
-    folded.memory = routed.memory = runner.executor.memory
     slow, fast, fast_routed, contexts = [], [], [], []
+    seed = args.seed
+    slow_path.start(*env.reset(seed=seed))
+    folded.memory = routed.memory = slow_path.world  # the fast paths read the agent's own map
     for _ in range(args.steps):
-        mem = runner.executor.memory
         t0 = time.perf_counter()
-        ctx = PlanContext(task, dict(obs.inventory), known=mem.known_kinds(KNOWN_RADIUS))
-        plan = planner.plan(ctx)
-        skill = env.catalog[plan.subgoals[0].skill if plan.subgoals else "collect_wood"]
-        action = runner.executor.act(obs, skill)
+        ctx = slow_path.context()
+        skill = slow_path.next_skill(ctx) or env.catalog["collect_wood"]
+        action = slow_path.act(skill)
         slow.append(time.perf_counter() - t0)
         contexts.append(ctx)
         for path, sink in ((folded, fast), (routed, fast_routed)):
             t0 = time.perf_counter()
-            path.act(obs, skill)
+            path.act(slow_path.obs, skill)
             sink.append(time.perf_counter() - t0)
-        res = env.step(env.action_names.index(action))
-        runner.executor.observe(res.observation, action)
-        obs = res.observation
-        if res.terminated or res.truncated:
-            obs, _ = env.reset(seed=args.seed + 1)
-            runner.executor.reset()
-            runner.executor.observe(obs, None)
+        slow_path.observe(env.step(env.action_names.index(action)), action)
+        if slow_path.over:
+            seed += 1
+            slow_path.start(*env.reset(seed=seed))
+            folded.memory = routed.memory = slow_path.world
     ms = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
     llm_rows = []
     if args.llm:

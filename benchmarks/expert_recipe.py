@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.common import Tempered, overall, parse_args, rates, record  # noqa: E402
+from benchmarks.common import overall, parse_args, rates, record, sharpened  # noqa: E402
 
 SKILLS = ("collect_wood", "collect_stone")
 RECIPES = {"plain": (False, False), "mirror": (True, False), "teacher": (False, True)}
@@ -105,7 +105,7 @@ def main() -> None:
         print(f"{name}: {rates(res)} ({train_s:.0f} s training)", flush=True)
         if name == "plain":
             for t in (float(x) for x in args.temperatures.split(",") if x):
-                fast = Tempered(FastPolicy(models, [ref], sample=True, unstick=False), t)
+                fast = sharpened(FastPolicy(models, [ref], sample=True, unstick=False), t)
                 res_t = measure_fast(fast, store, env, list(SKILLS), args.eval_episodes)
                 rows.append((f"plain, temperature {t}", res_t, None, None))
                 print(f"plain at temperature {t}: {rates(res_t)}", flush=True)

@@ -13,7 +13,6 @@ benchmarks/RESULTS.md with the command, the machine and the date.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -24,6 +23,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.common import parse_args  # noqa: E402
 
 
 @dataclass
@@ -37,13 +38,6 @@ class Args:
     device: str = "cpu"
     sample: int = 1  # 1: sample actions (as the fast path does), 0: argmax
     results: str = "benchmarks/RESULTS.md"
-
-
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
-    return Args(**vars(parser.parse_args()))
 
 
 def collect(store, episodes: int) -> tuple[int, float]:
@@ -85,70 +79,63 @@ def evaluate(policy, args: Args) -> dict[str, list[int]]:
     """{skill: [attempts, successes]} of the policy acting alone on the ladder tasks."""
     import torch
 
-    from agent.runner import Runner, _EpisodeState
     from agent.demo import DEMO_LADDER
+    from agent.slow_decision import SlowDecider
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.inject import expert_names, set_expert_indices
 
     env = make_env("crafter")
-    runner = Runner(env)
+    items = list(env.catalog.items)
     names = expert_names(policy)
     device = next(policy.parameters()).device
     tally: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     gen = torch.Generator().manual_seed(0)
     for task_name in DEMO_LADDER:
         task = resolve_task(task_name, env.catalog)
+        slow_path = SlowDecider(env, task)  # chooses the subgoals; the policy acts alone
         for seed in range(5000, 5000 + args.eval_seeds):
-            obs, info = env.reset(seed=seed)
-            runner.executor.reset()
-            runner.executor.observe(obs, None)
-            state = _EpisodeState(obs=obs, achievements=dict(info.get("achievements", {})))
-            while state.steps < task.max_steps and not state.over:
-                plan = runner.planner.plan(runner._context(task, state))
-                if not plan.subgoals:
-                    break
-                skill = env.catalog[plan.subgoals[0].skill]
-                if state.failures.get(skill.name, 0) >= args.max_failures:
+            slow_path.start(*env.reset(seed=seed))
+            while slow_path.steps < task.max_steps and not slow_path.over:
+                skill = slow_path.next_skill()
+                if skill is None or slow_path.failures(skill.name) >= args.max_failures:
                     break
                 subgoal = policy.tokenizer.encode([skill.name]).to(device)
                 route = names.index(skill.category) if skill.category in names else -1
                 if names:
                     set_expert_indices(policy, torch.tensor([route], device=device))
-                before = state.achievements.get(skill.achievement, 0)
+                before = slow_path.achieved(skill.achievement)
                 won = False
-                for _ in range(min(args.budget, task.max_steps - state.steps)):
-                    o = state.obs
+                for _ in range(min(args.budget, task.max_steps - slow_path.steps)):
+                    o = slow_path.obs
                     with torch.no_grad():
-                        cells = runner.executor.memory.crop(policy.config.map_radius)  # its own map
+                        cells = slow_path.world.crop(policy.config.map_radius)  # its own map
                         logits, _ = policy(
                             torch.as_tensor(o.local_view, device=device)[None].long(),
-                            torch.tensor([[o.inventory.get(k, 0) for k in runner.items]], device=device),
+                            torch.tensor([[o.inventory.get(k, 0) for k in items]], device=device),
                             torch.tensor([o.facing], device=device), subgoal,
                             map=torch.as_tensor(cells, device=device)[None].long())
                     if args.sample:  # as the fast path acts: argmax falls into loops
                         action = int(torch.multinomial(torch.softmax(logits[0], -1), 1, generator=gen))
                     else:
                         action = int(logits.argmax(-1))
-                    res = env.step(action)
-                    runner.executor.observe(res.observation, env.action_names[action])
-                    state.advance(res)
-                    if state.achievements.get(skill.achievement, 0) > before:
+                    slow_path.observe(env.step(action), env.action_names[action])
+                    if slow_path.achieved(skill.achievement) > before:
                         won = True
                         break
-                    if state.over:
+                    if slow_path.over:
                         break
                 tally[skill.name][0] += 1
                 tally[skill.name][1] += int(won)
                 if not won:
-                    state.failures[skill.name] = state.failures.get(skill.name, 0) + 1
-                if all(state.unlocked(g) for g in task.goals):
+                    slow_path.fail(skill.name)
+                if all(slow_path.achieved(g) > 0 for g in task.goals):
                     break
     return dict(tally)
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(Args, __doc__.splitlines()[0])
     import torch
 
     from consolidation.fit import FitConfig

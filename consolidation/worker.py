@@ -1,6 +1,6 @@
 """The consolidation worker: claim a job, run it under a heartbeated lease, record the outcome.
 
-What a job does (train, evaluate, promote) is the `process` callable passed in —
+What a job does (train, evaluate, promote) is the `pipeline` callable passed in —
 `consolidation.pipeline.run_job` in production, a stub in tests — so the loop is tested without
 torch. A worker that dies (SIGKILL, power loss) simply stops heartbeating; `requeue_expired`,
 run by every worker before it claims, puts its job back ("Nothing is lost", DESIGN.md).
@@ -26,7 +26,7 @@ OUTCOMES = ("promoted", "rejected")
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What `process` reports when a job ran to its end (a crash is an exception instead)."""
+    """What the job's `pipeline` reports when a job ran to its end (a crash is an exception instead)."""
 
     status: str  # promoted | rejected
     expert_id: int | None = None
@@ -37,7 +37,7 @@ class JobOutcome:
             raise ValueError(f"job outcome {self.status!r} not in {OUTCOMES}")
 
 
-Process = Callable[[JobRow, Callable[[], None]], JobOutcome]
+JobPipeline = Callable[[JobRow, Callable[[], None]], JobOutcome]  # (job, heartbeat) -> outcome
 
 
 class WorkerSetupError(PeamError):
@@ -65,13 +65,13 @@ def one_line(exc: BaseException) -> str:
 
 
 class Worker:
-    """`Worker(store, process, name=..., lease_s=60, poll_s=2).run_forever(stop_event)`."""
+    """`Worker(store, pipeline, name=..., lease_s=60, poll_s=2).run_forever(stop_event)`."""
 
-    def __init__(self, store, process: Process, *, name: str | None = None,
+    def __init__(self, store, pipeline: JobPipeline, *, name: str | None = None,
                  lease_s: float = 60.0, poll_s: float = 2.0, max_attempts: int = MAX_ATTEMPTS):
         if lease_s <= 0 or poll_s <= 0:
             raise ValueError(f"lease_s and poll_s must be positive, got {lease_s}, {poll_s}")
-        self.store, self.process = store, process
+        self.store, self.pipeline = store, pipeline
         self.name = name or default_name()
         self.lease_s, self.poll_s, self.max_attempts = lease_s, poll_s, max_attempts
 
@@ -85,7 +85,7 @@ class Worker:
         beat = _Heartbeat(self.store, job.id, self.name, self.lease_s)
         try:
             try:
-                outcome = self.process(job, beat)
+                outcome = self.pipeline(job, beat)
             finally:
                 beat.stop()
             self._finish(job.id, outcome)
@@ -103,7 +103,7 @@ class Worker:
         return get_job(self.store, job.id)
 
     def _finish(self, job_id: int, outcome: JobOutcome) -> None:
-        # `process` may have moved the job to `evaluating` itself (the pipeline does, between
+        # The pipeline may have moved the job to `evaluating` itself (the pipeline does, between
         # training and the in-game evaluation); if not, pass through it now, so the state
         # machine is the same for every job.
         if get_job(self.store, job_id).status == "running":
@@ -119,7 +119,7 @@ class Worker:
 
 class _Heartbeat:
     """Renews the lease every lease_s / 3 on a background thread — two beats may be lost before
-    the lease lapses. Calling it (what `process` gets) raises LeaseLostError once the lease was
+    the lease lapses. Calling it (what the pipeline gets) raises LeaseLostError once the lease was
     lost, so a long training loop can stop early."""
 
     def __init__(self, store, job_id: int, worker: str, lease_s: float):

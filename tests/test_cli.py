@@ -36,6 +36,17 @@ def test_help_starts_without_torch_ray_or_sqlalchemy():
     assert out.returncode == 0, out.stdout
 
 
+@pytest.mark.parametrize("command", [["run"], ["bench", "continual"]])
+def test_memory_help_names_every_mode(command):
+    from agent.memory_modes import MODES
+
+    out = peam(*command, "--help", env={"COLUMNS": "2000", "TERMINAL_WIDTH": "2000"}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (line,) = [row for row in out.stdout.splitlines() if "--memory" in row]
+    for mode in MODES:
+        assert f" {mode}" in line, (mode, line)
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--task", "make_golden_apple"], "unknown task 'make_golden_apple'"),
     (["run", "--env", "tetris"], "unknown env 'tetris'"),

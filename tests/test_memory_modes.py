@@ -1,8 +1,10 @@
-"""`--memory` modes and the in-process self-trigger between episodes."""
+"""`--memory` modes (agent/memory_modes.py) and the in-process self-trigger between episodes
+(agent/self_trigger.py)."""
 
 import pytest
 
-from agent.memory_modes import MODES, MemoryFastPath, auto_consolidate, check_mode, expert_fast_path
+from agent.memory_modes import MODES, MemoryFastPath, check_mode, expert_fast_path
+from agent.self_trigger import auto_consolidate
 from consolidation.queue import jobs
 from consolidation.worker import JobOutcome
 from envs import make_env
@@ -36,11 +38,11 @@ def test_a_fast_path_much_worse_than_the_slow_one_triggers_a_job_between_episode
            + [("place_table", "fast", "failure", 20, 0.2)] * 10)
     seen = []
 
-    def process(job, beat):
+    def pipeline(job, beat):
         seen.append(job.target)
         return JobOutcome("rejected")
 
-    done = auto_consolidate(store, make_env("crafter"), tmp_path / "models", fast=None, process=process)
+    done = auto_consolidate(store, make_env("crafter"), tmp_path / "models", fast=None, pipeline=pipeline)
     assert [j.status for j in done] == ["rejected"] and seen == ["category build"]
     assert jobs(store, 5)[0].reason.startswith("fast path fails more than slow")
 
@@ -48,5 +50,13 @@ def test_a_fast_path_much_worse_than_the_slow_one_triggers_a_job_between_episode
 def test_no_trigger_no_job(store, tmp_path):
     record(store, [("place_table", "slow", "success", 2, 0.01)] * 3)
     assert auto_consolidate(store, make_env("crafter"), tmp_path / "models", fast=None,
-                            process=lambda job, beat: pytest.fail("no job was due")) == []
+                            pipeline=lambda job, beat: pytest.fail("no job was due")) == []
     assert jobs(store, 5) == []
+
+
+def test_a_fast_decision_is_timed_in_seconds_without_a_fast_path():
+    from agent.decision_cost import fast_decision_s, plan_proposal_s
+
+    env = make_env("crafter")
+    assert 0 < fast_decision_s(None, env) < 5
+    assert 0 < plan_proposal_s("crafter") < 5

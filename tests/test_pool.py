@@ -205,14 +205,14 @@ def test_concurrent_hf_requests_share_one_generate_and_get_their_own_answers(tin
     import threading
 
     from agent.llm_planner import LLMOptions, make_planner
-    from agent.pool import _Batcher, hf_complete_batch
+    from agent.request_batcher import RequestBatcher
 
     planner = make_planner(f"hf:{tiny_model_dir}", catalog,
                            options=LLMOptions(max_new_tokens=8, dtype="float32"))
     prompts = [[{"role": "user", "content": f"plan {n} for {skill}"}]
                for n, skill in enumerate(["collect_wood", "place_table", "make_wood_pickaxe"])]
     alone = [planner.complete(p) for p in prompts]
-    batcher = _Batcher(lambda batch: hf_complete_batch(planner, batch), window_s=0.5)
+    batcher = RequestBatcher(planner.complete_batch, window_s=0.5)
     answers = [None] * len(prompts)
 
     def ask(i):

@@ -197,7 +197,7 @@ def test_a_new_run_sweeps_the_run_a_killed_process_left_running(tmp_path):
 def test_workers_with_consolidate_auto_run_the_self_trigger(tmp_path, monkeypatch):
     import functools
 
-    from agent import memory_modes
+    from agent import self_trigger
     from agent.session import RunSpec, run_episodes
     from store_helpers import record
 
@@ -212,8 +212,8 @@ def test_workers_with_consolidate_auto_run_the_self_trigger(tmp_path, monkeypatc
         ran.append(job.target)
         return JobOutcome("rejected")
 
-    monkeypatch.setattr(memory_modes, "auto_consolidate",
-                        functools.partial(memory_modes.auto_consolidate, process=process))
+    monkeypatch.setattr(self_trigger, "auto_consolidate",
+                        functools.partial(self_trigger.auto_consolidate, pipeline=process))
     run_episodes(RunSpec(task="collect_wood", episodes=1, db=url, workers=1, consolidate="auto"))
     assert "category build" in ran
     with Store.open(url) as s:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from agent.dashboard.schemas import (EpisodeOut, EvaluationOut, ExpertOut, JobOut, JobRequest,
                                      RunOut, SegmentOut, SkillDetailOut, SkillOut, SuccessPoint)
-from memory.store import Episode, Expert, Job, Run, Segment, Skill, SkillRow, Store
+from memory.store import Episode, Expert, Job, Segment, Skill, SkillRow, Store
 from memory.tables import Evaluation, utcnow
 
 RECENT = 50  # segments and episodes shown on a skill's page
@@ -244,8 +244,3 @@ def episode(store: Store, episode_id: int) -> EpisodeOut:
         if row is None:
             raise NotFound(f"no episode {episode_id}")
         return _episode(row)
-
-
-def run_exists(store: Store, run_id: int) -> bool:
-    with store.session() as s:
-        return s.get(Run, run_id) is not None

@@ -1,0 +1,49 @@
+"""The benchmark scripts: each one imports and parses its arguments, and their shared pieces
+(benchmarks/common.py) do what they say."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pathlib
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from envs import make_env
+from memory.policy import PolicyConfig, build_policy
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_benchmark_imports_and_answers_help(script):
+    out = subprocess.run([sys.executable, "-m", f"benchmarks.{script}", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "usage:" in out.stdout
+
+
+def test_sharpened_divides_every_networks_logits_by_the_temperature_once():
+    from benchmarks.common import sharpened
+
+    env = make_env("crafter")
+    net = build_policy(PolicyConfig(), len(env.cell_names), len(env.catalog.items),
+                       len(env.action_names), env.catalog.names).eval()
+    folded = copy.deepcopy(net)
+    fast = SimpleNamespace(policy=net, merged={"gather": folded, "same net twice": net})
+    view = torch.zeros((1, *env.view_shape), dtype=torch.long)  # (1, W, H)
+    inputs = (view, torch.zeros(1, len(env.catalog.items)), torch.zeros(1, 2),
+              net.tokenizer.encode(["collect_wood"]))
+    with torch.no_grad():
+        before = [m(*inputs) for m in (net, folded)]
+        sharpened(fast, 0.25)
+        after = [m(*inputs) for m in (net, folded)]
+    for (logits, done), (sharp, done_after) in zip(before, after):
+        torch.testing.assert_close(sharp, logits / 0.25)
+        torch.testing.assert_close(done_after, done)  # the "subgoal done" head is left alone
