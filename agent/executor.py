@@ -33,7 +33,7 @@ class DeliberateExecutor:
         self.breakers = {cell: [s.requires for s in catalog if cell in s.target] for cell in k.dig_costs}
         rest = catalog.producers(k.rest) if k.rest else []
         self.rest_skill = rest[0].name if rest else None
-        self.place_wall = f"place_{k.wall}"
+        self.place_wall = f"place_{k.wall}" if k.wall else None
         source = catalog.producers(k.wall)[:1] if k.wall else []
         self.digging_tools = source[0].requires if source else None  # what breaks rock into a shelter
         self.rng = np.random.default_rng(seed)
