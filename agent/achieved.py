@@ -27,6 +27,17 @@ def faced(obs: Observation, cell_names: tuple[str, ...]) -> str:
     return cell_names[int(obs.local_view[x, y])] if 0 <= x < w and 0 <= y < h else "unknown"
 
 
+def _inventory_change(before: Observation, after: Observation, vitals: set[str]) -> dict[str, int]:
+    """Items (vitals aside) whose count changed, by how much."""
+    names = (set(before.inventory) | set(after.inventory)) - vitals
+    change = {i: after.inventory.get(i, 0) - before.inventory.get(i, 0) for i in names}
+    return {i: d for i, d in change.items() if d}
+
+
+def _spent_exactly(skill: Skill, change: dict[str, int]) -> bool:
+    return change == {i: -n for i, n in skill.consumes.items() if n}
+
+
 def shows_done(skill: Skill, catalog: SkillCatalog, cell_names: tuple[str, ...],
                before: Observation, after: Observation) -> bool:
     """Whether one step, from `before` to `after`, shows `skill`'s effect."""
@@ -34,10 +45,8 @@ def shows_done(skill: Skill, catalog: SkillCatalog, cell_names: tuple[str, ...],
     if skill.places:
         # Exactly its inputs left the inventory (a tool crafted from the same stone also gives
         # the tool) and the placed thing stands in front.
-        changed = {i: after.inventory.get(i, 0) - before.inventory.get(i, 0)
-                   for i in set(before.inventory) | set(after.inventory) if i not in vitals}
-        spent = {i: d for i, d in changed.items() if d} == {i: -n for i, n in skill.consumes.items() if n}
-        return spent and faced(after, cell_names) == skill.places
+        return (_spent_exactly(skill, _inventory_change(before, after, vitals))
+                and faced(after, cell_names) == skill.places)
     if not skill.target and skill.gives and set(skill.gives) <= vitals:
         # Resting (Crafter's wake_up): the skill is the rest's end with the vital full, not each
         # point it restores; woken early by a hit, the vital is not full.
@@ -54,9 +63,14 @@ def seen_done(catalog: SkillCatalog, cell_names: tuple[str, ...], before: Observ
               after: Observation, reward: float) -> set[str]:
     """Every skill one step showed done."""
     done = {s.name for s in catalog if shows_done(s, catalog, cell_names, before, after)}
-    if not done and reward >= FIRST_ACHIEVEMENT_REWARD:
-        # A full inventory hides a gain, and a fight gives nothing: the game's first-achievement
-        # reward, with no other effect to explain it, shows the skill that acts on what was in front.
-        target = faced(before, cell_names)
-        done = {s.name for s in catalog if target in s.target}
-    return done
+    if done or reward < FIRST_ACHIEVEMENT_REWARD:
+        return done
+    # The game paid for a first achievement whose effect does not show. Inputs that left the
+    # inventory name the placement (in Crafter an arrow can turn a furnace placed this very
+    # step into path); else a full inventory hid a gain, or a fight gave nothing: the skill is
+    # the one that acts on what was in front.
+    change = _inventory_change(before, after, set(catalog.vitals))
+    if change:
+        return {s.name for s in catalog if s.places and _spent_exactly(s, change)}
+    target = faced(before, cell_names)
+    return {s.name for s in catalog if target in s.target}

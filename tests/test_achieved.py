@@ -64,3 +64,10 @@ def test_a_tool_crafted_from_a_stone_is_not_a_stone_placed_in_front():
     before = screen("stone", wood=1, stone=1)
     assert seen(before, screen("stone", stone_pickaxe=1)) == {"make_stone_pickaxe"}
     assert seen(screen("grass", stone=2), screen("stone", stone=1)) == {"place_stone"}
+
+
+def test_a_placement_destroyed_in_the_same_step_is_told_by_its_spent_inputs_and_the_reward():
+    cost = CATALOG["place_furnace"].consumes["stone"]
+    before = screen("grass", stone=cost + 1)  # an arrow turns the new furnace into path at once
+    assert seen(before, screen("path", stone=1), reward=1.0) == {"place_furnace"}
+    assert seen(before, screen("path", stone=1), reward=0.0) == set()
