@@ -351,7 +351,7 @@ def bench_savings(
     episodes: int = typer.Option(24, min=1, help="Practice episodes per craft task."),
     eval_episodes: int = typer.Option(12, min=1, help="Unseen episodes per task and memory mode."),
     cursorless_episodes: int = typer.Option(2, min=0, help="Episodes per task of the slow agent without its plan cursor."),
-    gate_episodes: int = typer.Option(12, min=1, help="Held-out episodes per task at the plan gate."),
+    gate_episodes: int = typer.Option(6, min=1, help="Held-out episodes per task at the plan gate."),
     open_practice: int = typer.Option(40, min=0, help="Open-ended practice games (0: skip open-ended Crafter)."),
     open_games: int = typer.Option(120, min=0, help="Open-ended games per memory mode."),
     open_llm_games: int = typer.Option(3, min=0, help="Open-ended games with the simulated LLM (none and peam)."),

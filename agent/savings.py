@@ -47,7 +47,7 @@ class SavingsConfig:
     episodes: int = 24  # practice episodes per craft task
     eval_episodes: int = 12  # unseen episodes per task and mode
     cursorless_episodes: int = 2  # per task: the slow agent without its plan cursor
-    gate_episodes: int = 12  # held-out episodes per task at the plan gate (it decides task by task)
+    gate_episodes: int = 6  # held-out episodes per task at the plan gate
     open_practice: int = 40  # open-ended practice games (0: skip the open-ended part)
     open_games: int = 120  # open-ended games per mode, symbolic backend
     open_llm_games: int = 3  # open-ended games with the simulated LLM (none and peam)
@@ -193,9 +193,7 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
         log.append(f"{backend}, {memory}: plan job #{job.id} {job.target} {job.status}"
                    + (f": held-out score {m.get('candidate_score')} vs slow {m.get('slow_score')}, "
                       f"{m.get('proposals')} proposals, {m.get('decisions')} decisions, val acc "
-                      f"{100 * (m.get('val_accuracy') or 0):.0f}%"
-                      + (f", withheld (worse than slow): {', '.join(m['withheld'])}" if m.get("withheld") else "")
-                      if "candidate_score" in m else f" {job.error or ''}"))
+                      f"{100 * (m.get('val_accuracy') or 0):.0f}%" if "candidate_score" in m else f" {job.error or ''}"))
     return expert_fast_path(memory, store, env.name, models, cfg.device)
 
 

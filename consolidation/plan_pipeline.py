@@ -7,8 +7,7 @@ with the slow executor acting and the plan-level memory forced to propose wherev
 (the planner answers the rest). A task's score is its successes (for the open-ended task, the
 achievements unlocked); the candidate is promoted only if its score is at least the slow
 agent's on the same seeds and at least the current expert's: the memory that replaces planner
-calls must never make the agent worse. The same holds task by task: a task on which the
-candidate scored below the slow agent is withheld, and the planner keeps answering for it. The game-side work is passed in (`evaluate`):
+calls must never make the agent worse. The game-side work is passed in (`evaluate`):
 consolidation does not import the agent; `agent/evaluation.py` supplies it.
 """
 
@@ -39,7 +38,7 @@ GATE_TASKS = 6  # the most-practised tasks of a category the gate plays (it play
 
 @dataclass
 class PlanJobConfig:
-    eval_episodes: int = 12  # held-out episodes per task at the gate: it decides task by task
+    eval_episodes: int = 6  # held-out episodes per task at the gate
     forgetting_episodes: int = 2  # per earlier task, after each promotion
     training: PlanTrainingConfig = field(default_factory=PlanTrainingConfig)
 
@@ -100,10 +99,8 @@ def run_plan_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, eval
     metrics.update(candidate_score=cand, slow_score=base, current_score=cur, proposals=proposals,
                    candidate=with_candidate, slow=slow, current=with_current,
                    candidate_success=_share(with_candidate), current_success=_share(with_current or slow))
-    metrics["withheld"] = withheld = withheld_tasks(with_candidate, slow, OPEN_ENDED)
-    if (cand >= base and (cur is None or cand >= cur) and proposals > 0 and len(withheld) < len(tasks)
-            and _intact(candidate.path, candidate.sha256)):
-        _set_measured(store, candidate.expert_id, with_candidate, withheld)
+    if cand >= base and (cur is None or cand >= cur) and proposals > 0 and _intact(candidate.path, candidate.sha256):
+        _set_measured(store, candidate.expert_id, with_candidate)
         promote(store, candidate.expert_id)
         metrics["forgetting"] = _measure_forgetting(store, job.game, catalog, evaluate, cfg, candidate.expert_id)
         return JobOutcome("promoted", candidate.expert_id, metrics)
@@ -135,17 +132,8 @@ def _intact(path: str, sha256: str) -> bool:
         return False
 
 
-def withheld_tasks(with_candidate: dict[str, dict], slow: dict[str, dict], open_task: str) -> list[str]:
-    """Tasks on which the candidate scored less than the slow agent on the same held-out seeds.
-    The category's total can pass the gate while one task loses (a long chain the memory
-    orders differently dies more often at night): such a task stays the planner's."""
-    return sorted(t for t in with_candidate if score(with_candidate, [t], open_task) < score(slow, [t], open_task))
-
-
-def _set_measured(store, expert_id: int, results: dict[str, dict], withheld: list[str]) -> None:
-    """The gate's per-task record, as the arbiter's plan trust reads it (memory/registry.py).
-    A withheld task gets no record: unmeasured, the arbiter never trusts the memory on it."""
-    results = {t: r for t, r in results.items() if t not in withheld}
+def _set_measured(store, expert_id: int, results: dict[str, dict]) -> None:
+    """The gate's per-task record, as the arbiter's plan trust reads it (memory/registry.py)."""
     with store.session() as s:
         row = s.get(Expert, expert_id)
         row.metrics = {**(row.metrics or {}),
