@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from agent.memory_modes import MODES, modes_help
+from agent.services.memory_modes import MODES, modes_help
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="peam: a game agent whose memory grows by training.")
@@ -48,11 +48,11 @@ def run(
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
 ):
     """Play episodes of a task and record every skill attempt in the store."""
-    from agent.session import RunSpec, run_episodes
+    from agent.services.session import RunSpec, run_episodes
 
     llm = None
     if planner != "symbolic":
-        from agent.llm_planner import LLMOptions
+        from agent.planners.llm_planner import LLMOptions
 
         llm = LLMOptions(model=llm_model, temperature=llm_temperature,
                          max_new_tokens=llm_max_new_tokens, device=llm_device, timeout_s=llm_timeout)
@@ -71,7 +71,7 @@ def skills(
     all_: bool = typer.Option(False, "--all", help="Also list skills never attempted."),
 ):
     """What the agent knows: every skill with its attempts and success on each path."""
-    from agent.views import skills_table
+    from agent.services.views import skills_table
     from memory.store import Store
 
     store = Store.open(db, create=False)
@@ -84,7 +84,7 @@ def demo(
     episodes: int = typer.Option(3, min=1, help="Episodes per task."),
 ):
     """A short tour: the agent practises a ladder of tasks, then shows what it knows."""
-    from agent.demo import demo as run_demo
+    from agent.services.demo import demo as run_demo
 
     run_demo(db=db, episodes=episodes, console=_console())
 
@@ -233,7 +233,7 @@ def jobs_(
     if status is not None and status not in ACTIVE + FINAL:
         raise ConfigError(f"unknown job status {status!r}; use one of {', '.join(ACTIVE + FINAL)}")
     store = Store.open(db, create=False)
-    from agent.views import jobs_table
+    from agent.services.views import jobs_table
 
     _console().print(jobs_table(jobs(store, limit, status)))
 
@@ -244,7 +244,7 @@ def runs_(
     limit: int = typer.Option(20, min=1, max=10_000, help="Newest runs to show."),
 ):
     """The runs, newest first; a run whose process died is shown (and stored) as interrupted."""
-    from agent.views import runs_table
+    from agent.services.views import runs_table
     from memory.runs import recent_runs
     from memory.store import Store
 
@@ -272,7 +272,7 @@ def worker(
     check_device(device)  # before a job is claimed: a worker's misconfiguration fails no job
 
     store = Store.open(db, create=False)
-    from agent.evaluation import run_job
+    from agent.services.evaluation import run_job
 
     if device == "auto":
         import torch
@@ -318,7 +318,7 @@ def bench_continual(
     """Continual learning: categories arrive stage after stage; measure what the memory keeps."""
     import shlex
 
-    from agent.continual import ContinualConfig, markdown, run_continual
+    from agent.bench.continual import ContinualConfig, markdown, run_continual
     from consolidation.pipeline import ConsolidationConfig
 
     training = ConsolidationConfig(practice_rounds=practice_rounds, practice_episodes=practice_episodes,
@@ -365,7 +365,7 @@ def bench_savings(
     planner backend and memory mode; open-ended Crafter scores."""
     import shlex
 
-    from agent.savings import SavingsConfig, markdown, run_savings
+    from agent.bench.savings import SavingsConfig, markdown, run_savings
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
     cfg = SavingsConfig(backends=split(backends), memories=split(memories), tasks=split(tasks), episodes=episodes,
@@ -393,7 +393,7 @@ def _num(x) -> str:
 
 
 def main() -> None:
-    from agent.cli_exit import run_cli
+    from agent.services.cli_exit import run_cli
 
     run_cli(app)
 

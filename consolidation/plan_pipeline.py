@@ -9,7 +9,7 @@ achievements unlocked); the candidate is promoted only if its score is at least 
 agent's on the same seeds and at least the current expert's: the memory that replaces planner
 calls must never make the agent worse. The same holds task by task: a task on which the
 candidate scored below the slow agent is withheld, and the planner keeps answering for it. The game-side work is passed in (`evaluate`):
-consolidation does not import the agent; `agent/evaluation.py` supplies it.
+consolidation does not import the agent; `agent/services/evaluation.py` supplies it.
 """
 
 from __future__ import annotations

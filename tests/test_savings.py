@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.savings import SavingsConfig, markdown, run_savings
+from agent.bench.savings import SavingsConfig, markdown, run_savings
 from envs.errors import ConfigError
 
 

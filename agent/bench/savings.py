@@ -3,7 +3,7 @@
 For each planner backend — `symbolic`; `hf:` on a random tiny local model (its answers are
 unusable, so every plan is the symbolic fallback after two model calls: the cost of a local
 model is measured, not its judgement); `openai:` against a loopback server that answers correct
-plans after a delay (agent/sim_llm.py, a simulated remote LLM) — the slow agent practises the
+plans after a delay (agent/planners/sim_llm.py, a simulated remote LLM) — the slow agent practises the
 craft chains (every `make_*` task of the catalog) on practice seeds, with its plan cursor. Then,
 per memory mode, a copy of that store is consolidated (peam / moram: a plan job for the craft
 tasks through the queue, worker and gate; retrieval / plan-cache: rebuilt from the records)
@@ -34,7 +34,7 @@ from envs.errors import ConfigError
 BACKENDS = ("symbolic", "hf", "openai")
 MEMORIES = ("none", "retrieval", "plan-cache", "peam", "moram")
 PRACTICE_SEED = 20_000  # task j, episode k -> PRACTICE_SEED + 100 j + k
-EVAL_SEED = 30_000  # unseen by practice and by the gate (agent/evaluation.py uses 1,000,000+)
+EVAL_SEED = 30_000  # unseen by practice and by the gate (agent/services/evaluation.py uses 1,000,000+)
 OPEN_PRACTICE_SEED = 95_000
 SCORE_SEED = 90_000  # benchmarks/memory_score.py's seeds: the published 120-game figures
 
@@ -58,7 +58,7 @@ class SavingsConfig:
     keep_work: bool = False  # keep the stores and models (a temp directory of ~100 MB) to inspect
 
     def validate(self) -> None:
-        from agent.memory_modes import MODES
+        from agent.services.memory_modes import MODES
 
         bad = [b for b in self.backends if b not in BACKENDS]
         if bad:
@@ -122,23 +122,23 @@ class Backends:
         self.server = None
 
     def planner(self, name: str):
-        from agent.llm_planner import LLMOptions, make_planner
+        from agent.planners.llm_planner import LLMOptions, make_planner
 
         if name == "symbolic":
             return make_planner("symbolic", self.catalog)
         if name == "hf":
             path = self.work / "tiny-llm"
             if not path.exists():
-                from agent.sim_llm import random_causal_lm
+                from agent.planners.sim_llm import random_causal_lm
 
                 corpus = [*self.catalog.names, '{"subgoals": [], "rationale": ""}', "inventory requires gives near"]
                 random_causal_lm(path, corpus)
             return make_planner(f"hf:{path}", self.catalog, options=LLMOptions(max_new_tokens=32, dtype="float32"))
         if self.server is None:
-            from agent.sim_llm import SimulatedLLM
+            from agent.planners.sim_llm import SimulatedLLM
 
             self.server = SimulatedLLM(self.catalog.game, self.delay_s).start()
-        from agent.sim_llm import SIMULATED_MODEL
+        from agent.planners.sim_llm import SIMULATED_MODEL
 
         return make_planner(f"openai:{self.server.url}", self.catalog,
                             options=LLMOptions(model=SIMULATED_MODEL, timeout_s=30 + 2 * self.delay_s))
@@ -159,7 +159,7 @@ def label(name: str, delay_s: float) -> str:
 def consolidate(memory: str, store, env, models: Path, categories: list[str], cfg: SavingsConfig, log: list[str],
                 backend: str = "symbolic"):
     """Turn the store's experience into `memory`'s fast path; returns it (None for `none`)."""
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
 
     if memory == "none":
         return None
@@ -171,7 +171,7 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
         from memory.plan_cache import PlanCache
 
         return PlanCache.from_store(store, env.name, env.catalog)
-    from agent.evaluation import plan_success
+    from agent.services.evaluation import plan_success
     from consolidation.plan_pipeline import PlanJobConfig, run_plan_pipeline
     from consolidation.plan_training import PlanTrainingConfig
     from consolidation.queue import enqueue
@@ -205,8 +205,8 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import OPEN_ENDED
     from memory.plan_policy import plan_category
@@ -305,8 +305,8 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
     """The second stage, symbolic backend: consolidate the open-ended games on top of the craft
     stage (an `open` plan job), play the open-ended games, then the craft tasks again
     (forgetting). Returns the memory after the stage."""
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
     from envs.crafter import crafter_score, game_data
     from envs.tasks import OPEN_ENDED
     from memory.columns import OPEN

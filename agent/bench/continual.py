@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.continual_report import markdown, plots  # noqa: F401  (markdown: the CLI's import)
-from agent.continual_report import num as _num
-from agent.memory_modes import MODES  # one list of modes for runs and the benchmark
+from agent.bench.continual_report import markdown, plots  # noqa: F401  (markdown: the CLI's import)
+from agent.bench.continual_report import num as _num
+from agent.services.memory_modes import MODES  # one list of modes for runs and the benchmark
 from envs.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class ContinualConfig:
     # How peam (and the baselines, but for practice and mirroring) trains: epochs, practice
     # rounds, mirroring, the base's target tokens; its device and gate budgets follow the above.
     consolidation: ConsolidationConfig = field(default_factory=_default_consolidation)
-    eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
+    eval_steps: int = 400  # an evaluation episode's step limit (agent.services.evaluation.EVAL_STEPS)
     score_episodes: int = 10  # open-ended episodes after the last stage, for the Crafter score
     score_steps: int = 10_000  # their step limit: Crafter's own episode length
 
@@ -99,8 +99,8 @@ class ContinualConfig:
 
 def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
                   max_steps: int | None = None) -> dict[str, dict]:
-    """Any fast-path object's held-out success per skill (`agent.evaluation.measure_fast`)."""
-    from agent.evaluation import EVAL_STEPS, measure_fast
+    """Any fast-path object's held-out success per skill (`agent.services.evaluation.measure_fast`)."""
+    from agent.services.evaluation import EVAL_STEPS, measure_fast
 
     return measure_fast(fast, store, env, skills, episodes, max_steps or EVAL_STEPS)
 
@@ -118,7 +118,7 @@ class _Mode:
     log: list[str] = field(default_factory=list)
 
     def fast(self):
-        from agent.memory_modes import expert_fast_path
+        from agent.services.memory_modes import expert_fast_path
 
         if self.cfg.memory == "none":
             return None
@@ -151,7 +151,7 @@ class _Mode:
             self._shared(stage, index)
 
     def _moram(self, stage: str, index: int) -> None:
-        from agent.memory_modes import expert_refs
+        from agent.services.memory_modes import expert_refs
 
         cand = self._train_and_promote(stage, category=stage, tag=f"moram-stage{index}", routing="moram",
                                        previous=[r.path for r in expert_refs("moram", self.store, GAME)])
@@ -160,7 +160,7 @@ class _Mode:
                             f"(val acc {_num(cand.metrics.get('val_accuracy'))}), earlier atoms frozen")
 
     def _shared(self, stage: str, index: int) -> None:
-        from agent.fast_path import SHARED
+        from agent.loop.fast_path import SHARED
 
         cand = self._train_and_promote(stage, category=SHARED, tag=f"stage{index}",
                                        current_path=self.shared_path, data_category=stage,
@@ -195,7 +195,7 @@ class _Mode:
         return cand
 
     def _peam(self, stage: str) -> None:
-        from agent.evaluation import run_job
+        from agent.services.evaluation import run_job
         from consolidation.queue import enqueue
         from consolidation.worker import Worker
 
@@ -240,8 +240,8 @@ class _Mode:
 def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow_t: list) -> dict:
     """Play the stage's tasks; `fast_t` / `slow_t` collect seconds per decision on each path
     (the runner times both)."""
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
     from envs.tasks import resolve_task
 
     store, env, cfg = mode.store, mode.env, mode.cfg
@@ -362,8 +362,8 @@ REPLAY_SEED = 80_000  # the protocol's tasks after the last stage: seeds no stag
 def _arbitrated_runner(mode):
     """The agent after the protocol: its memory as the fast path, arbitrated (not forced), with
     a clean live record."""
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
 
     return Runner(mode.env, arbiter=Arbiter.from_store(mode.fast(), mode.store, GAME))
 

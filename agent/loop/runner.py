@@ -1,11 +1,11 @@
 """The in-process episode runner: the two-level loop of DESIGN.md, recorded segment by segment.
 
-A plain class (no Ray here): `Runner(env, planner, recorder).run(task, seeds)`; `agent/pool.py`
+A plain class (no Ray here): `Runner(env, planner, recorder).run(task, seeds)`; `agent/services/pool.py`
 alone wraps it for Ray. Two decisions repeat until the task is done:
 
 1. **Which subgoal next.** A survival reflex first (a cheap rule, never the planner). Then the
    plan cursor: the rest of the last plan, walked in order while each subgoal's preconditions
-   hold (`agent.planner.ready`). When the cursor is empty or breaks, the plan-level memory
+   hold (`agent.planners.planner.ready`). When the cursor is empty or breaks, the plan-level memory
    proposes the next subgoal, if the arbiter trusts it for this task; otherwise, and always
    right after a failed subgoal, the slow planner makes a new plan (the expensive call).
 2. **How to act on it.** The fast path's policy or the deliberate executor, as the arbiter
@@ -25,10 +25,10 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from agent.achieved import seen_done
-from agent.arbiter import Arbiter, ProgressMonitor
-from agent.executor import DeliberateExecutor
-from agent.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
+from agent.loop.achieved import seen_done
+from agent.loop.arbiter import Arbiter, ProgressMonitor
+from agent.loop.executor import DeliberateExecutor
+from agent.planners.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
 from envs.base import Env, Observation
 from envs.catalog import Skill
 from envs.errors import GameCrashedError
@@ -389,7 +389,7 @@ class Runner:
     def _danger(self, state: "_EpisodeState") -> bool:
         """A hostile creature within reach, or health too low for one more mistake (the game's
         `danger_radius` and `low_health`): the fast path knows no reflexes, so the arbiter keeps
-        it out (agent/arbiter.py)."""
+        it out (agent/loop/arbiter.py)."""
         k = self.catalog.knowledge
         return (self.executor.hostile_near(k.danger_radius)
                 or state.obs.inventory.get(k.health, k.low_health) < k.low_health)
@@ -409,7 +409,7 @@ class _EpisodeState:
     # The game's counters: its task-success signal, for the episode's result and the task's
     # end only (envs/base.py). Nothing the agent decides with reads them.
     achievements: dict[str, int]
-    achieved: set[str] = field(default_factory=set)  # skills the agent saw itself do (agent/achieved.py)
+    achieved: set[str] = field(default_factory=set)  # skills the agent saw itself do (agent/loop/achieved.py)
     steps: int = 0
     reward: float = 0.0
     over: bool = False
