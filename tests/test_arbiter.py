@@ -139,9 +139,9 @@ def test_low_health_is_danger():
     obs, _ = env.reset(seed=0)
     runner.executor.reset(0)
     runner.executor.observe(obs, None)
-    from agent.loop.runner import _EpisodeState
+    from agent.loop.episode import EpisodeState
 
-    state = _EpisodeState(obs=obs, achievements={})
+    state = EpisodeState(obs=obs, achievements={})
     assert not runner._danger(state)
     obs.inventory["health"] = 3
     assert runner._danger(state)

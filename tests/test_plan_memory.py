@@ -8,7 +8,8 @@ import torch
 from agent.loop.arbiter import Arbiter
 from agent.loop.fast_path import FastPolicy
 from agent.planners.planner import Plan, PlanContext, Subgoal, SymbolicPlanner
-from agent.loop.runner import PlanCursor, Runner
+from agent.loop.episode import PlanCursor
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import OPEN_ENDED, resolve_task
 from memory.plan_cache import PlanCache

@@ -24,11 +24,11 @@ class SlowDecider:
         self._state = None  # the runner's episode state: what a plan context is built from
 
     def start(self, obs: Observation, info: dict | None = None) -> None:
-        from agent.loop.runner import _EpisodeState  # one state shape for the runner and here
+        from agent.loop.episode import EpisodeState  # one state shape for the runner and here
 
         self._runner.executor.reset()
         self._runner.executor.observe(obs, None)
-        self._state = _EpisodeState(obs=obs, achievements=dict((info or {}).get("achievements", {})))
+        self._state = EpisodeState(obs=obs, achievements=dict((info or {}).get("achievements", {})))
 
     @property
     def world(self):

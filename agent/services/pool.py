@@ -27,7 +27,8 @@ import ray
 from ray.exceptions import RayActorError, RayTaskError
 
 from agent.services.ray_address import check_ray_address
-from agent.loop.runner import EpisodeResult, Runner
+from agent.loop.episode import EpisodeResult
+from agent.loop.runner import Runner
 from envs.errors import ConfigError, PeamError
 
 MAX_RESTARTS = 3  # per runner actor; a runner that dies more often is dropped from the pool
