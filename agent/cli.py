@@ -7,25 +7,20 @@ SQLAlchemy.
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
 
-from agent.memory_modes import MODES, modes_help
+from agent.bench.cli import bench_app
+from agent.services.memory_modes import modes_help
+from agent.services.views import terminal_console
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="peam: a game agent whose memory grows by training.")
+app.add_typer(bench_app, name="bench")
 
 MAX_LIST = 100_000  # rows a listing may ask for; more would overflow the database's integers
 DB_HELP = "Database URL (default: $PEAM_DB, else SQLite at $PEAM_HOME/peam.db, PEAM_HOME=./peam-data)."
-
-
-def _console():
-    from rich.console import Console
-
-    # Piped output (CI logs, `| less`) gets a table-friendly width instead of rich's 80.
-    return Console(width=None if sys.stdout.isatty() else 120)
 
 
 @app.command()
@@ -48,18 +43,18 @@ def run(
     address: Optional[str] = typer.Option(None, help="Join a Ray cluster: auto, HOST:PORT or ray://HOST:PORT (multi-node needs PostgreSQL)."),
 ):
     """Play episodes of a task and record every skill attempt in the store."""
-    from agent.session import RunSpec, run_episodes
+    from agent.services.session import RunSpec, run_episodes
 
     llm = None
     if planner != "symbolic":
-        from agent.llm_planner import LLMOptions
+        from agent.planners.llm_planner import LLMOptions
 
         llm = LLMOptions(model=llm_model, temperature=llm_temperature,
                          max_new_tokens=llm_max_new_tokens, device=llm_device, timeout_s=llm_timeout)
     spec = RunSpec(env=env, task=task, episodes=episodes, seed=seed, max_steps=max_steps,
                    planner=planner, db=db, llm=llm, workers=workers, address=address,
                    memory=memory, consolidate=consolidate)
-    results = run_episodes(spec, console=_console())
+    results = run_episodes(spec, console=terminal_console())
     failed = sum(r.error is not None for r in results)
     raise typer.Exit(1 if failed == len(results) else 0)
 
@@ -71,11 +66,11 @@ def skills(
     all_: bool = typer.Option(False, "--all", help="Also list skills never attempted."),
 ):
     """What the agent knows: every skill with its attempts and success on each path."""
-    from agent.views import skills_table
+    from agent.services.views import skills_table
     from memory.store import Store
 
     store = Store.open(db, create=False)
-    _console().print(skills_table(store.skill_table(game), include_unattempted=all_))
+    terminal_console().print(skills_table(store.skill_table(game), include_unattempted=all_))
 
 
 @app.command()
@@ -84,9 +79,9 @@ def demo(
     episodes: int = typer.Option(3, min=1, help="Episodes per task."),
 ):
     """A short tour: the agent practises a ladder of tasks, then shows what it knows."""
-    from agent.demo import demo as run_demo
+    from agent.services.demo import demo as run_demo
 
-    run_demo(db=db, episodes=episodes, console=_console())
+    run_demo(db=db, episodes=episodes, console=terminal_console())
 
 
 @app.command()
@@ -112,7 +107,7 @@ def dashboard(
 
     app_ = create_app(store, token=token, read_only_bind=False,
                       hosts=allowed_hosts(host, os.environ.get(HOSTS_ENV)))
-    _console().print(f"dashboard at http://{host if ':' not in host else f'[{host}]'}:{port} "
+    terminal_console().print(f"dashboard at http://{host if ':' not in host else f'[{host}]'}:{port} "
                      f"(Ctrl-C stops)")
     uvicorn.Server(uvicorn.Config(app_, host=host, port=port)).run(sockets=[sock])
 
@@ -153,7 +148,7 @@ def train_base(
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     out_dir = Path(out) if out else Path(os.environ.get("PEAM_HOME") or DEFAULT_HOME) / "models"
-    console = _console()
+    console = terminal_console()
     store = Store.open(db, create=False)
     with base_lock(out_dir):  # no worker makes or reads a half-decided base meanwhile
         on_base = experts_on_base(store, out_dir)
@@ -203,7 +198,7 @@ def consolidate(
     job_id = enqueue(store, game=game, skill=skill, category=category, kind="plan" if plan else "action",
                      reason="forced by `peam consolidate`")
     job = get_job(store, job_id)
-    console = _console()
+    console = terminal_console()
     console.print(f"job #{job.id} for {job.target} ({game}): {job.status}")
     if not wait:
         return
@@ -233,9 +228,9 @@ def jobs_(
     if status is not None and status not in ACTIVE + FINAL:
         raise ConfigError(f"unknown job status {status!r}; use one of {', '.join(ACTIVE + FINAL)}")
     store = Store.open(db, create=False)
-    from agent.views import jobs_table
+    from agent.services.views import jobs_table
 
-    _console().print(jobs_table(jobs(store, limit, status)))
+    terminal_console().print(jobs_table(jobs(store, limit, status)))
 
 
 @app.command("runs")
@@ -244,12 +239,12 @@ def runs_(
     limit: int = typer.Option(20, min=1, max=10_000, help="Newest runs to show."),
 ):
     """The runs, newest first; a run whose process died is shown (and stored) as interrupted."""
-    from agent.views import runs_table
+    from agent.services.views import runs_table
     from memory.runs import recent_runs
     from memory.store import Store
 
     store = Store.open(db, create=False)
-    _console().print(runs_table(recent_runs(store, limit)))
+    terminal_console().print(runs_table(recent_runs(store, limit)))
 
 
 @app.command()
@@ -272,13 +267,13 @@ def worker(
     check_device(device)  # before a job is claimed: a worker's misconfiguration fails no job
 
     store = Store.open(db, create=False)
-    from agent.evaluation import run_job
+    from agent.services.evaluation import run_job
 
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    console = _console()
+    console = terminal_console()
     worker = Worker(store, lambda job, beat: run_job(store, job, beat, device=device),
                     lease_s=lease, poll_s=min(2.0, lease / 3))
     if once:
@@ -295,105 +290,12 @@ def worker(
         console.print("worker stopped")
 
 
-bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks whose tables go to benchmarks/RESULTS.md.")
-app.add_typer(bench_app, name="bench")
-
-
-@bench_app.command("continual")
-def bench_continual(
-    memory: str = typer.Option("peam", help=f"The memory mode: {', '.join(MODES)}."),
-    episodes: int = typer.Option(48, min=1, help="Episodes per task of each stage while playing."),
-    eval_episodes: int = typer.Option(12, min=1, help="Held-out episodes per skill per evaluation (and at the gate)."),
-    score_episodes: int = typer.Option(10, min=0, help="Open-ended episodes after the last stage, for the Crafter score (0: skip)."),
-    score_steps: int = typer.Option(10_000, min=1, help="Their step limit (Crafter's own episode length: 10,000)."),
-    stages: int = typer.Option(4, min=1, max=4, help="How many stages (gather, build, craft, survive) to run."),
-    practice_rounds: int = typer.Option(0, min=0, help="peam: practice (DAgger) rounds per job before the gate; 0: behavioural cloning alone."),
-    practice_episodes: int = typer.Option(8, min=1, help="peam: practice episodes per skill per round."),
-    mirror: bool = typer.Option(False, "--mirror", help="peam: train on every step mirrored left-right and top-bottom too."),
-    targets: bool = typer.Option(True, "--targets/--no-targets", help="The policy's per-kind target tokens (where each kind's nearest cell lies)."),
-    out: Optional[str] = typer.Option(None, help="Directory for the PNGs and stores (default: benchmarks/continual)."),
-    device: str = typer.Option("cpu", help="auto (cuda when visible, else cpu), cpu or cuda."),
-    results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
-):
-    """Continual learning: categories arrive stage after stage; measure what the memory keeps."""
-    import shlex
-
-    from agent.continual import ContinualConfig, markdown, run_continual
-    from consolidation.pipeline import ConsolidationConfig
-
-    training = ConsolidationConfig(practice_rounds=practice_rounds, practice_episodes=practice_episodes,
-                                   mirror=mirror, targets=targets)
-    cfg = ContinualConfig(memory=memory, stages=stages, episodes=episodes, eval_episodes=eval_episodes,
-                          device=device, out=out or "benchmarks/continual", score_episodes=score_episodes,
-                          score_steps=score_steps, consolidation=training)
-    cfg.validate()  # before anything is written
-    console = _console()
-    result = run_continual(cfg, console)
-    command = "peam bench continual " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    import os
-
-    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
-    with open(results, "a") as fh:
-        fh.write("\n" + text)
-    console.print(f"BWT {100 * result['bwt']:+.1f} pp; final "
-                  + ", ".join(f"{s} {100 * r:.0f}%" for s, r in result["final"].items())
-                  + f"; plots {result['plots']['success']}, {result['plots']['fast_share']}; "
-                  f"appended to {results}; store and models kept in {result['work']} "
-                  "(benchmarks/memory_score.py replays them)")
-
-
-@bench_app.command("savings")
-def bench_savings(
-    backends: str = typer.Option("symbolic,hf,openai", help="Planner backends, comma-separated: symbolic, hf "
-                                                          "(a random tiny local model), openai (a simulated remote LLM)."),
-    memories: str = typer.Option("none,retrieval,plan-cache,peam,moram", help="Memory modes, comma-separated."),
-    tasks: str = typer.Option("", help="Craft tasks, comma-separated (default: every make_* task)."),
-    episodes: int = typer.Option(24, min=1, help="Practice episodes per craft task."),
-    eval_episodes: int = typer.Option(12, min=1, help="Unseen episodes per task and memory mode."),
-    cursorless_episodes: int = typer.Option(2, min=0, help="Episodes per task of the slow agent without its plan cursor."),
-    gate_episodes: int = typer.Option(6, min=1, help="Held-out episodes per task at the plan gate."),
-    open_practice: int = typer.Option(40, min=0, help="Open-ended practice games (0: skip open-ended Crafter)."),
-    open_games: int = typer.Option(120, min=0, help="Open-ended games per memory mode."),
-    open_llm_games: int = typer.Option(3, min=0, help="Open-ended games with the simulated LLM (none and peam)."),
-    delay: float = typer.Option(1.0, min=0.0, help="Seconds the simulated remote LLM takes per answer."),
-    device: str = typer.Option("cpu", help="cpu or cuda (plan experts' training)."),
-    out: str = typer.Option("benchmarks/savings", help="Directory for the PNGs."),
-    results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
-    keep_work: bool = typer.Option(False, help="Keep the practice stores and models (a temp directory) to inspect."),
-):
-    """Planner calls, tokens and wall time per episode, before and after consolidation, per
-    planner backend and memory mode; open-ended Crafter scores."""
-    import shlex
-
-    from agent.savings import SavingsConfig, markdown, run_savings
-
-    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip())  # noqa: E731
-    cfg = SavingsConfig(backends=split(backends), memories=split(memories), tasks=split(tasks), episodes=episodes,
-                        eval_episodes=eval_episodes, cursorless_episodes=cursorless_episodes,
-                        gate_episodes=gate_episodes, open_practice=open_practice, open_games=open_games,
-                        open_llm_games=open_llm_games, delay_s=delay, device=device, out=out,
-                        keep_work=keep_work)
-    cfg.validate()  # before anything runs
-    console = _console()
-    result = run_savings(cfg, console)
-    import os
-
-    command = "peam bench savings " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
-    with open(results, "a") as fh:
-        fh.write("\n" + text)
-    console.print(text)
-    console.print(f"appended to {results}; plots in {out}")
-    if keep_work:
-        console.print(f"stores and models kept in {result['work']}")
-
-
 def _num(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
 def main() -> None:
-    from agent.cli_exit import run_cli
+    from agent.services.cli_exit import run_cli
 
     run_cli(app)
 

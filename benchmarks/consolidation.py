@@ -38,7 +38,7 @@ class Args:
 
 
 def play(store, env, arbiter, seeds_from: int, episodes: int):
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from envs.tasks import resolve_task
 
     run_id = store.start_run(env=env.name, task="ladder", planner="symbolic", memory_mode="peam", config={})
@@ -56,9 +56,9 @@ def play(store, env, arbiter, seeds_from: int, episodes: int):
 
 def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
-    from agent.arbiter import Arbiter
-    from agent.evaluation import run_job
-    from agent.memory_modes import expert_fast_path
+    from agent.loop.arbiter import Arbiter
+    from agent.services.evaluation import run_job
+    from agent.services.memory_modes import expert_fast_path
     from consolidation.queue import enqueue
     from consolidation.worker import Worker
     from envs import make_env

@@ -6,7 +6,7 @@ For each size N, the slow agent plays each gather skill of the continual benchma
 gather expert are trained on that store alone with the default recipe (once per `--targets`
 setting: `PolicyConfig.targets`, memory/policy.py's TargetEncoder), and the expert is
 measured on the same held-out seeds for every size, each skill forced onto the fast path
-(agent/evaluation.py), sampling from the softmax (the fast path's default before
+(agent/services/evaluation.py), sampling from the softmax (the fast path's default before
 benchmarks/decoding.py; no action mask) and a sharper one (softmax temperature 0.5:
 an expert that learned where to walk should gain from it, one that succeeds by sampled
 exploration loses). The continual benchmark's stage is 16 episodes per skill.
@@ -48,13 +48,13 @@ def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
     import torch
 
-    from agent.fast_path import FastPolicy
-    from agent.runner import Runner
+    from agent.loop.fast_path import FastPolicy
+    from agent.loop.runner import Runner
     from consolidation.fit import FitConfig
     from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env
     from envs.tasks import resolve_task
-    from agent.evaluation import measure_fast
+    from agent.services.evaluation import measure_fast
     from memory.policy import PolicyConfig
     from memory.registry import ExpertRef
     from memory.store import Store

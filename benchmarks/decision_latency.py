@@ -59,7 +59,7 @@ class Args:
 
 def fast_paths(env, models: Path, device: str = "cpu"):
     """The agent's fast path over a fresh base with one expert per category: (folded, routed)."""
-    from agent.fast_path import FastPolicy
+    from agent.loop.fast_path import FastPolicy
     from memory.base_io import BASE_DIR, game_spec, save_base
     from memory.expert_io import save_expert
     from memory.inject import add_expert, inject
@@ -85,8 +85,8 @@ def fast_paths(env, models: Path, device: str = "cpu"):
 def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int, device: str = "cpu"):
     """The `hf:` planner over a random-weight model with `shape`'s dimensions, saved and
     loaded back like any local model; its tokenizer is a byte-level BPE trained on the prompts."""
-    from agent.llm_planner import LLMOptions, make_planner
-    from agent.sim_llm import random_causal_lm
+    from agent.planners.llm_planner import LLMOptions, make_planner
+    from agent.planners.sim_llm import random_causal_lm
 
     path = random_causal_lm(root / shape, prompts, dims=dict(LLM_SHAPES[shape]), vocab_size=4000, stops=False)
     planner = make_planner(f"hf:{path}", catalog, options=LLMOptions(
@@ -98,7 +98,7 @@ def llm_planner(shape: str, catalog, prompts: list[str], root: Path, tokens: int
 def main() -> None:
     import torch
 
-    from agent.slow_decision import SlowDecider
+    from agent.loop.slow_decision import SlowDecider
     from envs import make_env
     from envs.tasks import OPEN_ENDED, resolve_task
 
@@ -130,7 +130,7 @@ def main() -> None:
     ms = lambda xs: 1000 * statistics.median(xs)  # noqa: E731
     llm_rows = []
     if args.llm:
-        from agent.prompts import build_messages
+        from agent.planners.prompts import build_messages
 
         if args.llm not in LLM_SHAPES:
             raise SystemExit(f"--llm must be one of {', '.join(LLM_SHAPES)}")

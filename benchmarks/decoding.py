@@ -1,7 +1,7 @@
 """How should the fast path pick its action from the policy's scores? One base and one gather
 expert, trained on one store, measured on the same held-out seeds with each way of decoding:
 sampling from the softmax or its argmax, each with and without the blocked-move mask
-(agent/fast_path.py: a move that changed neither the agent's cell nor its facing is not tried
+(agent/loop/fast_path.py: a move that changed neither the agent's cell nor its facing is not tried
 again from there).
 
 An argmax policy that stands next to its target without facing it pushes into the blocked
@@ -55,9 +55,9 @@ def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
     import torch
 
-    from agent.evaluation import measure_fast
-    from agent.fast_path import FastPolicy
-    from agent.runner import Runner
+    from agent.services.evaluation import measure_fast
+    from agent.loop.fast_path import FastPolicy
+    from agent.loop.runner import Runner
     from consolidation.fit import FitConfig
     from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env

@@ -5,7 +5,7 @@ round (consolidation/pipeline.py) lets a first expert play those skills forced o
 path while the slow path shadows it, so the store also holds fast-path steps labelled with the
 slow path's choice. Then, per recipe, a fresh base and gather expert are trained on that same
 store and measured on the same held-out seeds, each skill forced onto the fast path alone
-(agent/evaluation.py). Recipes:
+(agent/services/evaluation.py). Recipes:
 
   plain    behavioural cloning on the slow path's successful steps (the default)
   mirror   the same, every step also mirrored left–right, top–bottom and both
@@ -53,10 +53,10 @@ def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
     import numpy as np
 
-    from agent.continual import SEED_BASE
-    from agent.evaluation import PRACTICE_SEED_BASE, fast_success, measure_fast, practise_fast
-    from agent.fast_path import FastPolicy
-    from agent.runner import Runner
+    from agent.bench.continual import SEED_BASE
+    from agent.services.evaluation import PRACTICE_SEED_BASE, fast_success, measure_fast, practise_fast
+    from agent.loop.fast_path import FastPolicy
+    from agent.loop.runner import Runner
     from consolidation.fit import FitConfig
     from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env

@@ -1,6 +1,6 @@
 """The fast policy alone, after behavioural cloning of the slow agent on the demo ladder.
 
-Collects slow-agent segments for the demo ladder tasks (`agent/demo.py` DEMO_LADDER) into a
+Collects slow-agent segments for the demo ladder tasks (`agent/services/demo.py` DEMO_LADDER) into a
 temporary store, trains the base policy and one category expert each
 (`consolidation/trainer.py`), then lets the policy act ALONE: the symbolic planner still
 picks the subgoal, the policy picks every action (sampled, or argmax with --sample 0), a subgoal ends when the game's
@@ -41,8 +41,8 @@ class Args:
 
 
 def collect(store, episodes: int) -> tuple[int, float]:
-    from agent.runner import Runner
-    from agent.demo import DEMO_LADDER
+    from agent.loop.runner import Runner
+    from agent.services.demo import DEMO_LADDER
     from envs import make_env
     from envs.tasks import resolve_task
 
@@ -79,8 +79,8 @@ def evaluate(policy, args: Args) -> dict[str, list[int]]:
     """{skill: [attempts, successes]} of the policy acting alone on the ladder tasks."""
     import torch
 
-    from agent.demo import DEMO_LADDER
-    from agent.slow_decision import SlowDecider
+    from agent.services.demo import DEMO_LADDER
+    from agent.loop.slow_decision import SlowDecider
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.inject import expert_names, set_expert_indices

@@ -37,8 +37,8 @@ class Args:
     episodes: int = 120
     steps: int = 10_000
     seed: int = 90_000  # the continual benchmark's score seeds
-    budget_factor: float = 1.5  # the arbiter's fast-attempt budget (agent/arbiter.py)
-    max_cost: float = 2.0  # the arbiter's live cost limit (agent/arbiter.py); 0: not weighed
+    budget_factor: float = 1.5  # the arbiter's fast-attempt budget (agent/loop/arbiter.py)
+    max_cost: float = 2.0  # the arbiter's live cost limit (agent/loop/arbiter.py); 0: not weighed
     jobs: int = 2
     slow: int = 1  # 0: play the memory arm alone (the slow arm is deterministic: reuse an earlier row)
     results: str = "benchmarks/RESULTS.md"
@@ -48,9 +48,9 @@ _FAST: dict = {}
 
 
 def play(seed: int, args: Args, with_memory: bool) -> dict:
-    from agent.arbiter import Arbiter
-    from agent.memory_modes import MemoryFastPath
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.services.memory_modes import MemoryFastPath
+    from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import OPEN_ENDED, resolve_task
     from memory.store import Store

@@ -44,7 +44,7 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def play(env, task, seed: int) -> dict:
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
 
     runner = Runner(env)
     rss = []

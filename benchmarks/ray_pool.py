@@ -43,7 +43,7 @@ def timed(play) -> tuple[float, int, int]:
 
 
 def in_process(spec, seeds, url, repeats):
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.store import Store
@@ -63,7 +63,7 @@ def in_process(spec, seeds, url, repeats):
 
 
 def pooled(spec, seeds, url, repeats, workers):
-    from agent.pool import RunnerPool
+    from agent.services.pool import RunnerPool
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.store import Store
@@ -85,7 +85,7 @@ def pooled(spec, seeds, url, repeats, workers):
 def main() -> None:
     import ray
 
-    from agent.session import RunSpec
+    from agent.services.session import RunSpec
 
     args = parse_args(Args, __doc__.splitlines()[0])
     spec = RunSpec(task=args.task, max_steps=args.max_steps)

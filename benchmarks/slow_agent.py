@@ -34,7 +34,7 @@ class Args:
 
 
 def play(seed: int, steps: int) -> dict:
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import OPEN_ENDED, resolve_task
 

@@ -39,8 +39,8 @@ def main() -> None:
     args = parse_args(Args, __doc__.splitlines()[0])
     import torch
 
-    from agent.demo import DEMO_LADDER
-    from agent.runner import Runner
+    from agent.services.demo import DEMO_LADDER
+    from agent.loop.runner import Runner
     from consolidation.fit import FitConfig
     from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts
     from envs import make_env

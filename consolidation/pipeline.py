@@ -11,7 +11,7 @@ measurably improve the expert (benchmarks/expert_recipe.py) and it costs a job s
 its training time.
 
 The game-side work is passed in (`evaluate`, `practise`): consolidation does not import the
-agent (DESIGN.md's import direction); `agent/evaluation.py` supplies both.
+agent (DESIGN.md's import direction); `agent/services/evaluation.py` supplies both.
 """
 
 from __future__ import annotations

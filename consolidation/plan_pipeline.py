@@ -8,7 +8,7 @@ with the slow executor acting and the plan-level memory forced to propose wherev
 achievements unlocked); the candidate is promoted only if its score is at least the slow
 agent's on the same seeds and at least the current expert's: the memory that replaces planner
 calls must never make the agent worse. The game-side work is passed in (`evaluate`):
-consolidation does not import the agent; `agent/evaluation.py` supplies it.
+consolidation does not import the agent; `agent/services/evaluation.py` supplies it.
 """
 
 from __future__ import annotations

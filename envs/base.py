@@ -46,7 +46,7 @@ class Env(Protocol):
     `info["achievements"]` holds the game's own counters: its task-success signal. The runner
     scores with them (an episode's achievements, a task's success, the Crafter score) and
     nothing else reads them: what the agent knows it achieved, and every planner, prompt and
-    policy input, comes from the observations and the reward (agent/achieved.py).
+    policy input, comes from the observations and the reward (agent/loop/achieved.py).
     """
 
     name: str

@@ -16,7 +16,7 @@ class Skill:
     """One unit of behaviour the agent can learn, named after the achievement it unlocks.
 
     The game's own counter `info["achievements"][skill.achievement]` scores it as a task; the
-    agent judges an attempt from what it sees (agent/achieved.py reads gives, consumes, places
+    agent judges an attempt from what it sees (agent/loop/achieved.py reads gives, consumes, places
     and target).
     """
 
@@ -33,7 +33,7 @@ class Skill:
     achievement: str = ""
     budget: int | None = None  # steps one attempt may take; None: the runner's default for its kind
     # The game's actions that can serve the skill (empty: the game does not say, any may). The
-    # fast path never takes another: it only spends a step, or worse (agent/fast_path.py).
+    # fast path never takes another: it only spends a step, or worse (agent/loop/fast_path.py).
     actions: frozenset[str] = frozenset()
 
     def __post_init__(self):

@@ -6,7 +6,7 @@ network (`PlanNet`, a small MLP whose `nn.Linear`s take LoRA experts), its file 
 base beside the action policy's), and `PlanMemory`, which loads the base with the promoted plan
 expert of each task category and proposes a subgoal with its own probability.
 
-A decision context is what the planner is shown (agent/planner.py `PlanContext.as_record`),
+A decision context is what the planner is shown (agent/planners/planner.py `PlanContext.as_record`),
 as JSON: the task, the inventory, the cell kinds seen on screen and remembered nearby, the
 skills achieved (as the agent saw them, never the game's counters) and failed this episode,
 the previous subgoal and the daylight. Nothing of the world beyond what the player has seen. The same record is stored with every segment, so a

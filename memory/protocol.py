@@ -4,7 +4,7 @@ A fast path answers the agent's two repeated decisions from memory instead of de
 *which subgoal next* (`propose`, the plan level) and *how to act on it* (`act`, the action
 level). Each level says what it covers and what the gate measured of it (`covers`,
 `confidence`), so the arbiter can weigh it against the slow path. Implemented by the
-parametric memory (agent/fast_path.py `FastPolicy`), the retrieval baseline
+parametric memory (agent/loop/fast_path.py `FastPolicy`), the retrieval baseline
 (memory/retrieval.py `SkillLibrary`) and the plan cache (memory/plan_cache.py `PlanCache`).
 A level a memory does not have simply covers nothing.
 """
@@ -50,7 +50,7 @@ class FastPath(Protocol):
 
     def reset(self, seed: int, world=None) -> None:
         """A new episode: reseed, forget per-episode state; `world` is the agent's own map
-        (agent/world_memory.py), which the action level may read."""
+        (agent/loop/world_memory.py), which the action level may read."""
 
     def covers(self, category: str, level: Level = "action") -> bool:
         """Whether it has an answer for subgoals of a skill category (action) or tasks of a

@@ -1,7 +1,7 @@
 """Runs that end without saying so: the owner of a run, and the sweep of runs whose owner died.
 
 Ctrl-C and SIGTERM of `peam run` mark the run and its unfinished episodes `interrupted` on the
-way out (agent/session.py). A SIGKILL, an OOM kill or a lost machine leaves them `running`;
+way out (agent/services/session.py). A SIGKILL, an OOM kill or a lost machine leaves them `running`;
 each run therefore records its owner (host name and process id), and `sweep_stale_runs` turns
 a `running` run whose owner is on this host and no longer alive into an `interrupted` one. It
 runs when a run starts, in `peam runs` and when the dashboard lists runs (issue 19, item 2).

@@ -1,8 +1,8 @@
-"""What the agent knows it achieved, read off two successive screens (agent/achieved.py)."""
+"""What the agent knows it achieved, read off two successive screens (agent/loop/achieved.py)."""
 
 import numpy as np
 
-from agent.achieved import seen_done
+from agent.loop.achieved import seen_done
 from envs.base import Observation
 from envs.crafter import cell_names, crafter_catalog
 

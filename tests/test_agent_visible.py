@@ -22,14 +22,14 @@ import crafter.objects as objects
 import pytest
 import torch
 
-from agent.arbiter import Arbiter
-from agent.executor import DeliberateExecutor
-from agent.fast_path import FastPolicy
-from agent.llm_planner import LLMOptions, make_planner
-from agent.memory_modes import MemoryFastPath
-from agent.runner import Runner
-from agent.session import RunSpec, run_episodes
-from agent.sim_llm import SIMULATED_MODEL, SimulatedLLM
+from agent.loop.arbiter import Arbiter
+from agent.loop.executor import DeliberateExecutor
+from agent.loop.fast_path import FastPolicy
+from agent.planners.llm_planner import LLMOptions, make_planner
+from agent.services.memory_modes import MemoryFastPath
+from agent.loop.runner import Runner
+from agent.services.session import RunSpec, run_episodes
+from agent.planners.sim_llm import SIMULATED_MODEL, SimulatedLLM
 from envs import make_env
 from envs.crafter import CrafterEnv
 from envs.tasks import resolve_task
@@ -288,7 +288,7 @@ class ContextWatcher(Runner):
 
 
 def _decisions(env):
-    from agent.prompts import build_messages
+    from agent.planners.prompts import build_messages
     from memory.plan_policy import PlanSpec, features
 
     runner = ContextWatcher(env)

@@ -2,9 +2,9 @@
 measurement with what the fast path does live; danger keeps the fast path out; a skill the
 gate never measured stays slow. Unit tests on the rule, and the real game through the runner."""
 
-from agent.arbiter import ADEQUATE, COST_TRIES, Arbiter
-from agent.fast_path import FastPolicy
-from agent.runner import Runner
+from agent.loop.arbiter import ADEQUATE, COST_TRIES, Arbiter
+from agent.loop.fast_path import FastPolicy
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
 from memory.protocol import FastPath, Measured, Proposal
@@ -139,9 +139,9 @@ def test_low_health_is_danger():
     obs, _ = env.reset(seed=0)
     runner.executor.reset(0)
     runner.executor.observe(obs, None)
-    from agent.runner import _EpisodeState
+    from agent.loop.episode import EpisodeState
 
-    state = _EpisodeState(obs=obs, achievements={})
+    state = EpisodeState(obs=obs, achievements={})
     assert not runner._danger(state)
     obs.inventory["health"] = 3
     assert runner._danger(state)
@@ -157,7 +157,7 @@ def test_forcing_one_skill_keeps_every_other_on_the_slow_path():
 
 
 def test_measure_fast_attempts_the_measured_skill_with_its_prerequisites_on_the_slow_path():
-    from agent.evaluation import measure_fast
+    from agent.services.evaluation import measure_fast
 
     class NoStats:  # measure_fast reads only what the slow path costs from the store
         def path_costs(self, game):

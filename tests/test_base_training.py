@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agent.runner import Runner
+from agent.loop.runner import Runner
 from consolidation.dataset import SegmentDataset, mirror_actions
 from consolidation.fit import FitConfig
 from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts

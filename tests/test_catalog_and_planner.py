@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.planner import PlanContext, SymbolicPlanner
+from agent.planners.planner import PlanContext, SymbolicPlanner
 from envs.catalog import Skill
 from envs.crafter import crafter_catalog, game_data
 from envs.errors import UnknownTaskError
@@ -40,7 +40,7 @@ def test_categories(catalog):
 
 
 def test_attempt_budgets_come_from_the_game_catalog(catalog):
-    from agent.runner import segment_budget
+    from agent.loop.runner import segment_budget
 
     assert segment_budget(catalog["eat_plant"]) == catalog["eat_plant"].budget == 2_000  # a sapling ripens slowly
     assert segment_budget(catalog["collect_wood"]) == catalog["collect_wood"].budget == 600
@@ -49,7 +49,7 @@ def test_attempt_budgets_come_from_the_game_catalog(catalog):
 
 
 def test_a_skill_whose_game_gives_no_budget_gets_the_runner_default():
-    from agent.runner import DEFAULT_BUDGET, segment_budget
+    from agent.loop.runner import DEFAULT_BUDGET, segment_budget
 
     assert segment_budget(Skill("collect_oak_log", "gather", target=("oak_log",))) == DEFAULT_BUDGET
 

@@ -38,7 +38,7 @@ def test_help_starts_without_torch_ray_or_sqlalchemy():
 
 @pytest.mark.parametrize("command", [["run"], ["bench", "continual"]])
 def test_memory_help_names_every_mode(command):
-    from agent.memory_modes import MODES
+    from agent.services.memory_modes import MODES
 
     out = peam(*command, "--help", env={"COLUMNS": "2000", "TERMINAL_WIDTH": "2000"}, timeout=60)
     assert out.returncode == 0, out.stderr

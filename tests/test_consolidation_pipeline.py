@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.evaluation import run_job
-from agent.memory_modes import expert_fast_path
-from agent.runner import Runner
+from agent.services.evaluation import run_job
+from agent.services.memory_modes import expert_fast_path
+from agent.loop.runner import Runner
 from consolidation import pipeline
 from consolidation.pipeline import ConsolidationConfig
 from consolidation.queue import enqueue, get_job, requeue_expired
@@ -128,7 +128,7 @@ CHILD = textwrap.dedent("""
     from consolidation.pipeline import ConsolidationConfig, run_pipeline
     from consolidation.trainer import ExpertTrainingConfig
     from consolidation.worker import Worker
-    from agent.evaluation import fast_success
+    from agent.services.evaluation import fast_success
     from memory.store import Store
 
     store = Store.open(sys.argv[1])
@@ -176,7 +176,7 @@ def test_the_targets_switch_reaches_the_base_a_job_trains(monkeypatch, tmp_path)
     import consolidation.pipeline as pipeline
     from typer.testing import CliRunner
 
-    import agent.continual
+    import agent.bench.continual
     from agent.cli import app
 
     class Trained(Exception):
@@ -193,7 +193,7 @@ def test_the_targets_switch_reaches_the_base_a_job_trains(monkeypatch, tmp_path)
                                   config=ConsolidationConfig(targets=targets))
         assert caught.value.args == (targets,)
     seen = []
-    monkeypatch.setattr(agent.continual, "run_continual", lambda cfg, console: seen.append(cfg) or 1 / 0)
+    monkeypatch.setattr(agent.bench.continual, "run_continual", lambda cfg, console: seen.append(cfg) or 1 / 0)
     CliRunner().invoke(app, ["bench", "continual", "--no-targets", "--out", str(tmp_path)])
     CliRunner().invoke(app, ["bench", "continual", "--out", str(tmp_path)])
     assert [cfg.consolidation.targets for cfg in seen] == [False, True]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.continual import ContinualConfig, markdown, run_continual
+from agent.bench.continual import ContinualConfig, run_continual
+from agent.bench.continual_report import markdown
 from consolidation.fit import FitConfig
 from consolidation.pipeline import ConsolidationConfig
 from consolidation.trainer import ExpertTrainingConfig

@@ -3,8 +3,8 @@ training data then holds the fast path's own states, labelled by the teacher."""
 
 import numpy as np
 
-from agent.arbiter import Arbiter
-from agent.runner import Runner
+from agent.loop.arbiter import Arbiter
+from agent.loop.runner import Runner
 from consolidation.dataset import SegmentDataset
 from envs import make_env
 from envs.tasks import resolve_task

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from agent.dashboard.app import create_app
 from agent.dashboard.guard import allowed_hosts
-from agent.runner import Runner
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
 from memory.store import Expert, Job, Segment, Skill, Store

@@ -21,7 +21,7 @@ def server(tmp_path_factory):
     import uvicorn
 
     from agent.dashboard.app import create_app
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import resolve_task
     from memory.store import Store

@@ -3,8 +3,8 @@ decides exactly as the base routed through its MoE-LoRA layers."""
 
 import torch
 
-from agent.fast_path import FastPolicy
-from agent.world_memory import WorldMemory
+from agent.loop.fast_path import FastPolicy
+from agent.loop.world_memory import WorldMemory
 from envs import make_env
 from memory.base_io import BASE_DIR, game_spec, save_base
 from memory.expert_io import save_expert

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.executor import DeliberateExecutor
-from agent.world_memory import SIZE, WorldMemory
+from agent.loop.executor import DeliberateExecutor
+from agent.loop.world_memory import SIZE, WorldMemory
 from envs.base import Observation
 from envs.catalog import Skill, SkillCatalog
 from envs.tasks import resolve_task
@@ -73,10 +73,10 @@ def test_skills_are_listed_by_game_in_the_api(tmp_path):
 # Crafter names the agent code may still spell, and why. Everything else of Crafter's
 # (its cells, items and skills) must come from the game's catalog and `GameKnowledge`.
 ALLOWED_CRAFTER_NAMES = {
-    "agent/demo.py": "the demo ladder is a walk through Crafter's own tasks",
-    "agent/continual.py": "the continual benchmark is a sequence of Crafter tasks",
+    "agent/services/demo.py": "the demo ladder is a walk through Crafter's own tasks",
+    "agent/bench/continual.py": "the continual benchmark is a sequence of Crafter tasks",
     ("agent/cli.py", "make_stone_pickaxe"): "the default task; every game resolves it (aliases)",
-    ("agent/session.py", "make_stone_pickaxe"): "the default task; every game resolves it (aliases)",
+    ("agent/services/session.py", "make_stone_pickaxe"): "the default task; every game resolves it (aliases)",
 }
 # Crafter's words that are also ordinary words of the agent's own: the slow or fast "path" (and
 # file paths), the env contract's "unknown" cell 0, the "player" drawn at the map's centre.
@@ -206,7 +206,7 @@ def test_the_map_keeps_the_ground_under_a_declared_creature_and_expects_a_move_i
 
 
 def test_the_idle_subgoal_stocks_what_the_game_names_and_none_where_it_names_nothing():
-    from agent.runner import _idle_subgoal
+    from agent.loop.runner import _idle_subgoal
     from envs.crafter import crafter_catalog
 
     crafter = crafter_catalog()

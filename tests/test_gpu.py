@@ -88,9 +88,9 @@ def test_the_policy_with_experts_decides_on_the_gpu_as_on_the_cpu():
 def test_training_on_the_gpu_writes_a_base_and_experts_the_cpu_loads(tmp_path):
     from dataclasses import replace
 
-    from agent.fast_path import FastPolicy
-    from agent.runner import Runner
-    from agent.world_memory import WorldMemory
+    from agent.loop.fast_path import FastPolicy
+    from agent.loop.runner import Runner
+    from agent.loop.world_memory import WorldMemory
     from consolidation.fit import FitConfig
     from consolidation.trainer import CATEGORY_EXPERTS, train_base, train_category_experts
     from envs import make_env

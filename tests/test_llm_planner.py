@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from agent.llm_planner import HFPlanner, LLMOptions, OpenAIPlanner, make_planner
-from agent.planner import PlanContext, SymbolicPlanner
-from agent.prompts import PlanFormatError, build_messages, extract_json, parse_plan
+from agent.planners.llm_planner import HFPlanner, LLMOptions, OpenAIPlanner, make_planner
+from agent.planners.planner import PlanContext, SymbolicPlanner
+from agent.planners.prompts import PlanFormatError, build_messages, extract_json, parse_plan
 from envs.crafter import crafter_catalog
 from envs.errors import ConfigError, PeamError
 from envs.tasks import resolve_task

@@ -1,10 +1,10 @@
-"""`--memory` modes (agent/memory_modes.py) and the in-process self-trigger between episodes
-(agent/self_trigger.py)."""
+"""`--memory` modes (agent/services/memory_modes.py) and the in-process self-trigger between episodes
+(agent/services/self_trigger.py)."""
 
 import pytest
 
-from agent.memory_modes import MODES, MemoryFastPath, check_mode, expert_fast_path
-from agent.self_trigger import auto_consolidate
+from agent.services.memory_modes import MODES, MemoryFastPath, check_mode, expert_fast_path
+from agent.services.self_trigger import auto_consolidate
 from consolidation.queue import jobs
 from consolidation.worker import JobOutcome
 from envs import make_env
@@ -55,7 +55,7 @@ def test_no_trigger_no_job(store, tmp_path):
 
 
 def test_a_fast_decision_is_timed_in_seconds_without_a_fast_path():
-    from agent.decision_cost import fast_decision_s, plan_proposal_s
+    from agent.services.decision_cost import fast_decision_s, plan_proposal_s
 
     env = make_env("crafter")
     assert 0 < fast_decision_s(None, env) < 5

@@ -138,7 +138,7 @@ console.log(JSON.stringify([c.chooseRecipe(recipes, slots, false).error, !!c.cho
 
 
 def test_a_bedrock_wall_bounds_the_world_so_the_agents_map_holds_it():
-    from agent.world_memory import SIZE
+    from agent.loop.world_memory import SIZE
     from envs.minecraft_catalog import WORLD
     from envs.minecraft_process import find_node, modules_dir
 
@@ -228,7 +228,7 @@ def test_a_killed_or_interrupted_run_leaves_no_node_process_behind(tmp_path, sig
 
 
 def test_a_crashed_game_fails_its_episode_and_the_run_goes_on(env, tmp_path):
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from envs.tasks import resolve_task
     from memory.store import Store
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.planner import PlanContext, SymbolicPlanner
+from agent.planners.planner import PlanContext, SymbolicPlanner
 from envs import make_env
 from envs.catalog import CATEGORIES
 from envs.errors import PeamError

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from agent.arbiter import Arbiter
-from agent.fast_path import FastPolicy
-from agent.planner import Plan, PlanContext, Subgoal, SymbolicPlanner
-from agent.runner import PlanCursor, Runner
+from agent.loop.arbiter import Arbiter
+from agent.loop.fast_path import FastPolicy
+from agent.planners.planner import Plan, PlanContext, Subgoal, SymbolicPlanner
+from agent.loop.episode import PlanCursor
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import OPEN_ENDED, resolve_task
 from memory.plan_cache import PlanCache
@@ -132,7 +133,7 @@ def test_features_count_what_a_recipe_asks_for_and_give_an_unknown_task_no_slot(
 def practised(tmp_path_factory):
     """A store where the slow agent practised make_wood_pickaxe and make_wood_sword, and the
     plan job for craft tasks ran through the real pipeline and gate."""
-    from agent.evaluation import run_job
+    from agent.services.evaluation import run_job
     from consolidation.plan_pipeline import PlanJobConfig
     from consolidation.plan_training import PlanTrainingConfig
     from consolidation.queue import enqueue
@@ -167,7 +168,7 @@ def test_a_plan_job_trains_gates_and_promotes_a_plan_expert(practised):
 
 
 def test_the_promoted_memory_replaces_the_planners_calls_on_unseen_seeds(practised):
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
 
     store, models, _ = practised
     fast = expert_fast_path("peam", store, "crafter", models)
@@ -184,7 +185,7 @@ def test_the_promoted_memory_replaces_the_planners_calls_on_unseen_seeds(practis
 
 
 def test_a_novel_task_goes_to_the_planner(practised):
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
 
     store, models, _ = practised
     fast = expert_fast_path("peam", store, "crafter", models)
@@ -286,7 +287,7 @@ def test_the_gate_rejects_a_plan_expert_that_plays_worse_than_the_slow_agent(pra
 
 
 def test_a_failed_memory_choice_is_corrected_by_the_planner_and_mined_as_a_preference_pair(store, monkeypatch):
-    import agent.runner
+    import agent.loop.runner
 
     from consolidation.plan_training import plan_data
     from memory.protocol import Measured, Proposal
@@ -314,8 +315,8 @@ def test_a_failed_memory_choice_is_corrected_by_the_planner_and_mined_as_a_prefe
         def propose(self, context, category):
             return Proposal(("defeat_zombie",), 0.99)
 
-    budget = agent.runner.segment_budget  # a zombie hunt times out in 40 steps, before hunger interrupts it
-    monkeypatch.setattr(agent.runner, "segment_budget", lambda s: 40 if s.name == "defeat_zombie" else budget(s))
+    budget = agent.loop.runner.segment_budget  # a zombie hunt times out in 40 steps, before hunger interrupts it
+    monkeypatch.setattr(agent.loop.runner, "segment_budget", lambda s: 40 if s.name == "defeat_zombie" else budget(s))
     planner = Counting()
     runner = _recorded(store, planner, arbiter=Arbiter(Wrong()))
     result = runner.run_episode(resolve_task("place_table", CATALOG), seed=0)
@@ -359,8 +360,8 @@ def test_the_retrieval_library_recalls_the_nearest_remembered_decision(store):
 def test_the_simulated_llm_answers_the_symbolic_plan_after_its_delay():
     import time
 
-    from agent.llm_planner import LLMOptions, make_planner
-    from agent.sim_llm import SIMULATED_MODEL, SimulatedLLM
+    from agent.planners.llm_planner import LLMOptions, make_planner
+    from agent.planners.sim_llm import SIMULATED_MODEL, SimulatedLLM
 
     task = resolve_task("make_stone_pickaxe", CATALOG)
     ctx = PlanContext(task=task, inventory={"wood": 1, "health": 9, "food": 9, "drink": 9, "energy": 9},

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import Runner
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
 from memory.store import Store
@@ -32,7 +32,7 @@ def in_process(seeds):
 
 @pytest.mark.ray
 def test_two_runners_give_the_in_process_results_and_store_everything(tmp_path):
-    from agent.session import RunSpec, run_episodes
+    from agent.services.session import RunSpec, run_episodes
 
     url = f"sqlite:///{tmp_path / 'peam.db'}"
     results = run_episodes(RunSpec(task=TASK, episodes=3, seed=0, db=url, workers=2))
@@ -80,8 +80,8 @@ class _DyingEnv:
 def test_a_runner_dying_mid_episode_loses_no_segment_and_the_seed_is_replayed(tmp_path):
     import ray.cloudpickle
 
-    from agent.pool import RunnerPool
-    from agent.session import RunSpec
+    from agent.services.pool import RunnerPool
+    from agent.services.session import RunSpec
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests/
     url = f"sqlite:///{tmp_path / 'peam.db'}"
@@ -181,7 +181,7 @@ def pg_url():
 @pytest.mark.ray
 def test_a_two_node_cluster_spreads_runners_and_refuses_sqlite(two_node_cluster, pg_url, tmp_path):
     env = two_node_cluster
-    from agent.ray_address import check_ray_address
+    from agent.services.ray_address import check_ray_address
 
     check_ray_address(env["RAY_ADDRESS"])  # the 3 s probe of `--address` passes a real head
     peam = [str(BIN / "peam"), "run", "--address", "auto", "--task", TASK, "--episodes", "3",
@@ -204,8 +204,8 @@ def test_a_two_node_cluster_spreads_runners_and_refuses_sqlite(two_node_cluster,
 def test_concurrent_hf_requests_share_one_generate_and_get_their_own_answers(tiny_model_dir, catalog):
     import threading
 
-    from agent.llm_planner import LLMOptions, make_planner
-    from agent.request_batcher import RequestBatcher
+    from agent.planners.llm_planner import LLMOptions, make_planner
+    from agent.services.request_batcher import RequestBatcher
 
     planner = make_planner(f"hf:{tiny_model_dir}", catalog,
                            options=LLMOptions(max_new_tokens=8, dtype="float32"))

@@ -197,8 +197,8 @@ def test_a_new_run_sweeps_the_run_a_killed_process_left_running(tmp_path):
 def test_workers_with_consolidate_auto_run_the_self_trigger(tmp_path, monkeypatch):
     import functools
 
-    from agent import self_trigger
-    from agent.session import RunSpec, run_episodes
+    from agent.services import self_trigger
+    from agent.services.session import RunSpec, run_episodes
     from store_helpers import record
 
     monkeypatch.setenv("PEAM_HOME", str(tmp_path))
@@ -230,7 +230,7 @@ TINY_BASE = dict(d_model=32, n_layers=1, n_heads=4)
 def practised(tmp_path_factory):
     """A store practised on two games, a tiny base and a promoted `build` expert, made with the
     default, relative `PEAM_HOME` (./peam-data) from the directory `a/`: what the audit saw."""
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from consolidation.fit import FitConfig
     from consolidation.trainer import ExpertTrainingConfig, train_base, train_expert
     from envs import make_env
@@ -300,7 +300,7 @@ def flip_last_byte(path: pathlib.Path) -> None:
 # -- 9. expert paths do not depend on the directory a job ran in ---------------------------------
 
 def test_experts_load_from_another_working_directory_with_an_absolute_home(home):
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
     from memory.db import data_home
 
     with open_home(home) as store:
@@ -325,7 +325,7 @@ def test_a_row_registered_relative_to_the_jobs_directory_still_resolves(home):
 # -- 5. the registered digests are checked when loading for play ---------------------------------
 
 def test_an_expert_whose_tensors_were_altered_is_refused_for_play(home):
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
     from memory.expert_io import AdapterError, WEIGHTS_NAME, read_expert
     from memory.registry import expert_dir
 
@@ -343,7 +343,7 @@ def test_an_expert_whose_tensors_were_altered_is_refused_for_play(home):
 
 
 def test_an_altered_base_is_refused_for_play(home):
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
     from envs.errors import PeamError
 
     flip_last_byte(home / "models" / "base" / "model.safetensors")
@@ -391,7 +391,7 @@ def test_two_workers_on_an_empty_models_directory_train_the_base_once(tmp_path):
 
 
 def test_train_base_refuses_to_replace_a_base_under_promoted_experts_unless_told(home):
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
     from envs.errors import PeamError
     from memory.expert_io import sha256_of
     from memory.registry import experts, promote

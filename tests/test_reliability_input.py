@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from agent.dashboard.app import create_app
 from agent.dashboard.guard import allowed_hosts
-from agent.ray_address import check_ray_address
+from agent.services.ray_address import check_ray_address
 from envs.errors import ConfigError
 from memory.db import StoreError, db_failure, sqlite_path
 from memory.store import Job, Store
@@ -77,7 +77,7 @@ def test_a_seed_out_of_range_is_one_line_and_no_run_row(store_url, tmp_path, see
 
 
 def test_the_largest_seed_is_accepted_and_one_more_is_not():
-    from agent.session import SEED_MAX, check_seeds
+    from agent.services.session import SEED_MAX, check_seeds
 
     check_seeds(SEED_MAX, 1)
     with pytest.raises(ConfigError):

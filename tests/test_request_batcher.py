@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from agent.request_batcher import RequestBatcher
+from agent.services.request_batcher import RequestBatcher
 
 
 def ask_concurrently(batcher: RequestBatcher, prompts: list) -> list:

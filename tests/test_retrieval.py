@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from agent.arbiter import Arbiter
-from agent.runner import Runner
+from agent.loop.arbiter import Arbiter
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.base import Observation
 from envs.tasks import resolve_task

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.runner import Runner
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
 from memory import columns as C

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.savings import SavingsConfig, markdown, run_savings
+from agent.bench.savings import SavingsConfig, run_savings
+from agent.bench.savings_report import markdown
 from envs.errors import ConfigError
 
 

@@ -8,7 +8,7 @@ import hashlib
 
 import pytest
 
-from agent.runner import Runner
+from agent.loop.runner import Runner
 from envs.crafter import CrafterEnv
 from envs.tasks import resolve_task
 

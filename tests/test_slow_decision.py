@@ -1,9 +1,9 @@
-"""The slow path deciding on a game the caller steps (agent/slow_decision.py): its decisions
+"""The slow path deciding on a game the caller steps (agent/loop/slow_decision.py): its decisions
 alone play a task to the end, and what it is shown is what the runner would show."""
 
 from __future__ import annotations
 
-from agent.slow_decision import SlowDecider
+from agent.loop.slow_decision import SlowDecider
 from envs import make_env
 from envs.tasks import resolve_task
 

@@ -1,7 +1,7 @@
 """LLM planners: a local `transformers` causal LM (`hf:PATH`) and any OpenAI-compatible
 chat-completions server (`openai:URL` — vLLM, llama.cpp server, Ollama).
 
-Both implement the `Planner` interface of `agent.planner`. An answer that is not a plan of
+Both implement the `Planner` interface of `agent.planners.planner`. An answer that is not a plan of
 catalog skills gets one retry with the error shown to the model; if it is still unusable, or
 the model cannot be reached, the symbolic plan is used (`Plan.fallback=True`, counted in
 `self.fallbacks`, logged on `peam.planner`). The agent never stops for want of a planner.
@@ -18,8 +18,8 @@ import os
 import time
 from dataclasses import dataclass
 
-from agent.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner
-from agent.prompts import PlanFormatError, build_messages, parse_plan, retry_messages
+from agent.planners.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner
+from agent.planners.prompts import PlanFormatError, build_messages, parse_plan, retry_messages
 from envs.catalog import SkillCatalog
 from envs.errors import ConfigError, PeamError
 

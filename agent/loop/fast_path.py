@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from agent.world_memory import DIRS
+from agent.loop.world_memory import DIRS
 from envs.base import Observation
 from envs.catalog import Skill
 from envs.knowledge import GameKnowledge
@@ -40,7 +40,7 @@ class FastPolicy:
         self.experts = {e.category: e for e in experts}
         self.index: dict[str, int] = {}
         self.merged = {}
-        self.memory = None  # agent.world_memory.WorldMemory, set by `reset`: the map input
+        self.memory = None  # agent.loop.world_memory.WorldMemory, set by `reset`: the map input
         self._done = False
         self.category_of: dict[str, str] = {}  # skill -> its category, from the base's game
         self.knowledge = GameKnowledge()  # the base's game's cells that kill or take several hits

@@ -30,9 +30,9 @@ class RunSpec:
     max_steps: Optional[int] = None
     planner: str = "symbolic"
     db: Optional[str] = None
-    memory: str = "peam"  # agent.memory_modes.MODES
+    memory: str = "peam"  # agent.services.memory_modes.MODES
     consolidate: str = "auto"  # auto: the self-trigger runs jobs between episodes; off: never
-    llm: object = None  # agent.llm_planner.LLMOptions for hf:/openai: planners
+    llm: object = None  # agent.planners.llm_planner.LLMOptions for hf:/openai: planners
     workers: int = 0  # Ray runner actors; 0 = play in this process
     address: Optional[str] = None  # an existing Ray cluster (auto, HOST:PORT, ray://HOST:PORT)
 
@@ -93,11 +93,11 @@ def sigterm_as_interrupt():
 
 def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     """Play `spec.episodes` episodes; returns the runner's results."""
-    from agent.runner import Runner
+    from agent.loop.runner import Runner
     from memory.store import Store
 
-    from agent.memory_modes import MemoryFastPath, check_mode
-    from agent.self_trigger import auto_consolidate
+    from agent.services.memory_modes import MemoryFastPath, check_mode
+    from agent.services.self_trigger import auto_consolidate
     from memory.db import data_home
     from memory.runs import interrupt_run, sweep_stale_runs
 
@@ -113,12 +113,12 @@ def run_episodes(spec: RunSpec, console: Console | None = None, store=None):
     if spec.workers > 0 or spec.address is not None:
         # Ray: the runners (or one planner actor) build the planner; a multi-node cluster with a
         # SQLite store is refused here, before anything is written.
-        from agent.pool import RunnerPool
+        from agent.services.pool import RunnerPool
 
         url = store.engine.url.render_as_string(hide_password=False) if store else spec.db
         pool = RunnerPool(spec, spec.workers, spec.address, db_url=url)
     else:
-        from agent.llm_planner import make_planner
+        from agent.planners.llm_planner import make_planner
 
         planner = make_planner(spec.planner, env.catalog, options=spec.llm)
     store = store or Store.open(spec.db)

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from agent.world_memory import WorldMemory
+from agent.loop.world_memory import WorldMemory
 from envs.knowledge import Threat
 
 Cell = tuple[int, int]

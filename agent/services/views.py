@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
+from rich.console import Console
 from rich.table import Table
+
+
+def terminal_console() -> Console:
+    # Piped output (CI logs, `| less`) gets a table-friendly width instead of rich's 80.
+    return Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _pct(rate: float | None) -> str:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent import navigation as nav
-from agent.world_memory import DIRS, OUTSIDE, WorldMemory
+from agent.loop import navigation as nav
+from agent.loop.world_memory import DIRS, OUTSIDE, WorldMemory
 from envs.base import Observation
 from envs.catalog import Skill, SkillCatalog
 

@@ -2,7 +2,7 @@
 
 A planner is a pure function of what the agent knows: the task, its inventory, what it has
 seen itself achieve and which kinds of cell it remembers. It returns the ordered subgoals, each a catalog
-skill. The runner walks them with a plan cursor (agent/runner.py) and asks again only when the
+skill. The runner walks them with a plan cursor (agent/loop/runner.py) and asks again only when the
 plan runs dry or breaks (`ready` checks a subgoal's preconditions from what the agent sees).
 """
 
@@ -27,7 +27,7 @@ class PlanContext:
 
     task: Task
     inventory: dict[str, int]
-    # Skills the agent saw itself do this episode (agent/achieved.py), never the game's counters.
+    # Skills the agent saw itself do this episode (agent/loop/achieved.py), never the game's counters.
     achieved: frozenset[str] = frozenset()
     known: frozenset[str] = frozenset()  # cell kinds it remembers within reach of a short walk
     in_sight: frozenset[str] = frozenset()  # cell kinds on screen now

@@ -5,7 +5,7 @@ It stands in for a real model behind `--planner openai:URL` wherever none can be
 fresh machine, CI, the savings benchmark): the agent pays what it would pay a remote model in
 seconds and calls, and gets correct plans, so what the memory saves is measured without a
 model's mistakes in the way. It reads the context back out of the prompt the agent sent
-(agent/prompts.py `build_messages`): only what the planner is shown. Token counts are words
+(agent/planners/prompts.py `build_messages`): only what the planner is shown. Token counts are words
 (whitespace-split), labelled as such; every answer says it is simulated.
 
     with SimulatedLLM(delay_s=1.0) as llm:
@@ -20,7 +20,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from agent.planner import PlanContext, SymbolicPlanner
+from agent.planners.planner import PlanContext, SymbolicPlanner
 from envs import make_env
 from envs.tasks import resolve_task
 

@@ -1,11 +1,11 @@
 """The in-process episode runner: the two-level loop of DESIGN.md, recorded segment by segment.
 
-A plain class (no Ray here): `Runner(env, planner, recorder).run(task, seeds)`; `agent/pool.py`
+A plain class (no Ray here): `Runner(env, planner, recorder).run(task, seeds)`; `agent/services/pool.py`
 alone wraps it for Ray. Two decisions repeat until the task is done:
 
 1. **Which subgoal next.** A survival reflex first (a cheap rule, never the planner). Then the
    plan cursor: the rest of the last plan, walked in order while each subgoal's preconditions
-   hold (`agent.planner.ready`). When the cursor is empty or breaks, the plan-level memory
+   hold (`agent.planners.planner.ready`). When the cursor is empty or breaks, the plan-level memory
    proposes the next subgoal, if the arbiter trusts it for this task; otherwise, and always
    right after a failed subgoal, the slow planner makes a new plan (the expensive call).
 2. **How to act on it.** The fast path's policy or the deliberate executor, as the arbiter
@@ -19,17 +19,16 @@ in: the plan-level memory learns "which subgoal next" from those.
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 
-from agent.achieved import seen_done
-from agent.arbiter import Arbiter, ProgressMonitor
-from agent.executor import DeliberateExecutor
-from agent.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
-from envs.base import Env, Observation
+from agent.loop.achieved import seen_done
+from agent.loop.arbiter import Arbiter, ProgressMonitor
+from agent.loop.episode import Decision, EpisodeResult, EpisodeState, PlanCursor
+from agent.loop.executor import DeliberateExecutor
+from agent.planners.planner import Plan, PlanContext, Planner, Subgoal, SymbolicPlanner, ready
+from envs.base import Env
 from envs.catalog import Skill
 from envs.errors import GameCrashedError
 from envs.tasks import Task
@@ -46,83 +45,6 @@ class Recorder(Protocol):
     def start_episode(self, run_id: int, *, env: str, task: str, seed: int) -> int: ...
     def add_segment(self, episode_id: int, seg) -> int: ...
     def finish_episode(self, episode_id: int, **kw) -> None: ...
-
-
-@dataclass
-class EpisodeResult:
-    seed: int
-    episode_id: int | None
-    success: bool
-    steps: int
-    reward: float
-    unlocked: list[str]
-    died: bool
-    segments: int
-    planner_calls: int
-    error: str | None = None
-    outcomes: list[tuple[str, str]] = field(default_factory=list)  # (skill, outcome) per segment
-    paths: list[str] = field(default_factory=list)  # "slow" / "fast" per segment
-    segment_steps: list[int] = field(default_factory=list)  # steps per segment
-    segment_s: list[float] = field(default_factory=list)  # wall seconds per segment
-    fast_steps: int = 0
-    slow_steps: int = 0
-    corrections: int = 0  # fast-path failures the slow path took over
-    # What the episode cost: the planner's seconds and tokens, the executor's and the fast
-    # path's decision seconds, the whole episode's wall seconds (reset included), who decided
-    # each subgoal (memory.columns.DECIDERS) and the planner answers that were unusable.
-    planner_s: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    executor_s: float = 0.0
-    fast_s: float = 0.0
-    wall_s: float = 0.0
-    decided_by: list[str] = field(default_factory=list)  # per segment
-    fallbacks: int = 0
-
-    @property
-    def memory_decisions(self) -> int:
-        return self.decided_by.count("memory")
-
-    @property
-    def decisions(self) -> Counter:
-        return Counter(self.decided_by)
-
-
-@dataclass
-class Decision:
-    """A chosen subgoal, who chose it, what choosing it cost, and the context it was made in."""
-
-    skill: str
-    decided_by: str
-    context: dict
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    seconds: float = 0.0
-
-
-class PlanCursor:
-    """The rest of the current plan, walked in order."""
-
-    def __init__(self):
-        self.rest: deque[Subgoal] = deque()
-
-    def load(self, subgoals) -> None:
-        self.rest = deque(subgoals)
-
-    def clear(self) -> None:
-        self.rest.clear()
-
-    def next(self, ctx: PlanContext, catalog) -> Subgoal | None:
-        """The plan's next subgoal if it can start now; an empty cursor (and None) if it cannot:
-        the plan no longer fits what the agent sees."""
-        if not self.rest:
-            return None
-        subgoal = self.rest.popleft()
-        if subgoal.skill not in catalog or not ready(catalog[subgoal.skill], ctx):
-            self.clear()
-            return None
-        return subgoal
 
 
 def segment_budget(skill: Skill) -> int:
@@ -194,7 +116,7 @@ class Runner:
         if self.arbiter.fast is not None:
             self.arbiter.fast.reset(seed, self.executor.memory)
         self.executor.observe(obs, None)
-        state = _EpisodeState(obs=obs, achievements=dict(info.get("achievements", {})))
+        state = EpisodeState(obs=obs, achievements=dict(info.get("achievements", {})))
         cursor = PlanCursor()
         while state.steps < task.max_steps and not state.over:
             decision = self._decide(task, state, cursor)
@@ -234,7 +156,7 @@ class Runner:
 
     # -- which subgoal next -------------------------------------------------------------------
 
-    def _context(self, task: Task, state: "_EpisodeState") -> PlanContext:
+    def _context(self, task: Task, state: EpisodeState) -> PlanContext:
         mem = self.executor.memory
         return PlanContext(
             task=task, inventory=dict(state.obs.inventory),
@@ -244,7 +166,7 @@ class Runner:
             previous=state.outcomes[-1][0] if state.outcomes else None,
             daylight=state.obs.daylight)
 
-    def _decide(self, task: Task, state: "_EpisodeState", cursor: PlanCursor) -> Decision | None:
+    def _decide(self, task: Task, state: EpisodeState, cursor: PlanCursor) -> Decision | None:
         """The next subgoal: a reflex, the plan cursor, the plan-level memory or the planner, in
         that order of cost; None when the task needs nothing more."""
         ctx = self._context(task, state)
@@ -322,7 +244,7 @@ class Runner:
             seg_id = self.recorder.add_segment(episode_id, record)
         return outcome, seg_id
 
-    def _segment(self, task: Task, skill: Skill, state: "_EpisodeState", path: str = "slow"):
+    def _segment(self, task: Task, skill: Skill, state: EpisodeState, path: str = "slow"):
         from memory.store import SegmentRecord  # the store's record type; SQLAlchemy-free import
 
         start_step, t0 = state.steps, time.perf_counter()
@@ -386,71 +308,21 @@ class Runner:
             wall_s=time.perf_counter() - t0, data=data)
         return outcome, record
 
-    def _danger(self, state: "_EpisodeState") -> bool:
+    def _danger(self, state: EpisodeState) -> bool:
         """A hostile creature within reach, or health too low for one more mistake (the game's
         `danger_radius` and `low_health`): the fast path knows no reflexes, so the arbiter keeps
-        it out (agent/arbiter.py)."""
+        it out (agent/loop/arbiter.py)."""
         k = self.catalog.knowledge
         return (self.executor.hostile_near(k.danger_radius)
                 or state.obs.inventory.get(k.health, k.low_health) < k.low_health)
 
-    def _interrupted(self, task: Task, skill: Skill, state: "_EpisodeState") -> bool:
+    def _interrupted(self, task: Task, skill: Skill, state: EpisodeState) -> bool:
         """A survival need pre-empts any other subgoal (the reflexes' `urgent` rule)."""
         if state.obs.sleeping:
             return False
         ctx = PlanContext(task=task, inventory=dict(state.obs.inventory), daylight=state.obs.daylight)
         need = self.reflexes.urgent(ctx)
         return need is not None and need.skill != skill.name
-
-
-@dataclass
-class _EpisodeState:
-    obs: Observation
-    # The game's counters: its task-success signal, for the episode's result and the task's
-    # end only (envs/base.py). Nothing the agent decides with reads them.
-    achievements: dict[str, int]
-    achieved: set[str] = field(default_factory=set)  # skills the agent saw itself do (agent/achieved.py)
-    steps: int = 0
-    reward: float = 0.0
-    over: bool = False
-    died: bool = False
-    failures: dict[str, int] = field(default_factory=dict)
-    outcomes: list[tuple[str, str]] = field(default_factory=list)
-    paths: list[str] = field(default_factory=list)
-    decided_by: list[str] = field(default_factory=list)
-    segment_steps: list[int] = field(default_factory=list)
-    path_steps: dict[str, int] = field(default_factory=lambda: {"slow": 0, "fast": 0})
-    act_s: dict[str, float] = field(default_factory=lambda: {"slow": 0.0, "fast": 0.0})
-    segment_s: list[float] = field(default_factory=list)  # wall seconds per segment
-    corrections: int = 0
-    ask_planner: bool = False  # the last subgoal failed: the planner answers next
-    rejected: str | None = None  # the memory's subgoal that failed, for the planner's answer to correct
-    calls: int = 0
-    planner_s: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    fallbacks: int = 0
-
-    def charge(self, decision: Decision) -> None:
-        """Count what a decision cost the planner."""
-        self.calls += decision.calls
-        self.planner_s += decision.seconds
-        self.tokens_in += decision.tokens_in
-        self.tokens_out += decision.tokens_out
-        self.fallbacks += decision.decided_by == "fallback"
-
-    def advance(self, res, seen: set[str] = frozenset()) -> None:
-        self.obs = res.observation
-        self.achieved |= seen
-        self.steps += 1
-        self.reward += res.reward
-        self.achievements = dict(res.info.get("achievements", self.achievements))
-        self.over = res.terminated or res.truncated
-        self.died = res.terminated
-
-    def unlocked(self, skill: str) -> bool:
-        """The game's verdict on a task goal (its counters), for success and the task's end."""
-        return self.achievements.get(skill, 0) > 0
 
 
 def _idle_subgoal(inventory: dict[str, int], catalog) -> Subgoal | None:

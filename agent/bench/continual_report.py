@@ -1,5 +1,5 @@
 """The continual benchmark's report: two PNGs per memory mode and the RESULTS.md section
-(`agent/continual.py` runs the protocol)."""
+(`agent/bench/continual.py` runs the protocol)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`--memory`: what serves as the agent's fast path, and keeping it current (the self-trigger
-that trains new experts between episodes is agent/self_trigger.py).
+that trains new experts between episodes is agent/services/self_trigger.py).
 
 - `none`: the slow path alone (with its plan cursor).
 - `peam` (default): the frozen base with the promoted expert of each category, for acting,
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 # Only light imports at the top: `peam --help` reads the table of modes, and both the arbiter
 # and envs/ pull in numpy.
 if TYPE_CHECKING:
-    from agent.arbiter import Arbiter
+    from agent.loop.arbiter import Arbiter
 
 # Each mode with the few words `peam run --help` shows for it (the module docstring says more).
 MODE_SUMMARIES = {
@@ -59,7 +59,7 @@ class MemoryFastPath:
         check_mode(mode)
         self.mode, self.store, self.env = mode, store, env
         self.models_dir, self.device = Path(models_dir), device
-        from agent.arbiter import Arbiter
+        from agent.loop.arbiter import Arbiter
 
         self._version = None
         self.arbiter = Arbiter()
@@ -97,7 +97,7 @@ class MemoryFastPath:
 def expert_refs(mode: str, store, game: str, kind: str = "action") -> list:
     """The promoted experts of one kind a parametric mode's fast path carries (MoRAM: in stage
     order)."""
-    from agent.fast_path import SHARED
+    from agent.loop.fast_path import SHARED
     from memory.registry import promoted, ref_of
 
     rows = [e for e in promoted(store, game, kind) if e.skill is None]
@@ -111,7 +111,7 @@ def expert_refs(mode: str, store, game: str, kind: str = "action") -> list:
 def expert_fast_path(mode: str, store, game: str, models_dir: str | Path, device: str = "cpu"):
     """The frozen bases with the mode's promoted action and plan experts; None before there is
     any."""
-    from agent.fast_path import FastPolicy
+    from agent.loop.fast_path import FastPolicy
     from memory.base_io import has_base
     from memory.plan_policy import has_plan_base
 

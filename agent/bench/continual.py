@@ -33,9 +33,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.continual_report import markdown, plots  # noqa: F401  (markdown: the CLI's import)
-from agent.continual_report import num as _num
-from agent.memory_modes import MODES  # one list of modes for runs and the benchmark
+from agent.bench.continual_after import final_score, replay_tasks
+from agent.bench.continual_report import plots
+from agent.bench.continual_report import num as _num
+from agent.services.memory_modes import MODES  # one list of modes for runs and the benchmark
 from envs.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ class ContinualConfig:
     # How peam (and the baselines, but for practice and mirroring) trains: epochs, practice
     # rounds, mirroring, the base's target tokens; its device and gate budgets follow the above.
     consolidation: ConsolidationConfig = field(default_factory=_default_consolidation)
-    eval_steps: int = 400  # an evaluation episode's step limit (agent.evaluation.EVAL_STEPS)
+    eval_steps: int = 400  # an evaluation episode's step limit (agent.services.evaluation.EVAL_STEPS)
     score_episodes: int = 10  # open-ended episodes after the last stage, for the Crafter score
     score_steps: int = 10_000  # their step limit: Crafter's own episode length
 
@@ -99,8 +100,8 @@ class ContinualConfig:
 
 def evaluate_fast(fast, store, env, skills: list[str], episodes: int,
                   max_steps: int | None = None) -> dict[str, dict]:
-    """Any fast-path object's held-out success per skill (`agent.evaluation.measure_fast`)."""
-    from agent.evaluation import EVAL_STEPS, measure_fast
+    """Any fast-path object's held-out success per skill (`agent.services.evaluation.measure_fast`)."""
+    from agent.services.evaluation import EVAL_STEPS, measure_fast
 
     return measure_fast(fast, store, env, skills, episodes, max_steps or EVAL_STEPS)
 
@@ -118,7 +119,7 @@ class _Mode:
     log: list[str] = field(default_factory=list)
 
     def fast(self):
-        from agent.memory_modes import expert_fast_path
+        from agent.services.memory_modes import expert_fast_path
 
         if self.cfg.memory == "none":
             return None
@@ -151,7 +152,7 @@ class _Mode:
             self._shared(stage, index)
 
     def _moram(self, stage: str, index: int) -> None:
-        from agent.memory_modes import expert_refs
+        from agent.services.memory_modes import expert_refs
 
         cand = self._train_and_promote(stage, category=stage, tag=f"moram-stage{index}", routing="moram",
                                        previous=[r.path for r in expert_refs("moram", self.store, GAME)])
@@ -160,7 +161,7 @@ class _Mode:
                             f"(val acc {_num(cand.metrics.get('val_accuracy'))}), earlier atoms frozen")
 
     def _shared(self, stage: str, index: int) -> None:
-        from agent.fast_path import SHARED
+        from agent.loop.fast_path import SHARED
 
         cand = self._train_and_promote(stage, category=SHARED, tag=f"stage{index}",
                                        current_path=self.shared_path, data_category=stage,
@@ -195,7 +196,7 @@ class _Mode:
         return cand
 
     def _peam(self, stage: str) -> None:
-        from agent.evaluation import run_job
+        from agent.services.evaluation import run_job
         from consolidation.queue import enqueue
         from consolidation.worker import Worker
 
@@ -240,8 +241,8 @@ class _Mode:
 def _play(mode: _Mode, stage_i: int, skills: tuple[str, ...], fast_t: list, slow_t: list) -> dict:
     """Play the stage's tasks; `fast_t` / `slow_t` collect seconds per decision on each path
     (the runner times both)."""
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
     from envs.tasks import resolve_task
 
     store, env, cfg = mode.store, mode.env, mode.cfg
@@ -327,9 +328,9 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
         footprint = mode.footprint()
         skills_all = [s for _, sk in stages for s in sk]
         with console.status(f"[{config.memory}] the protocol's tasks again, memory arbitrated"):
-            replay = _replay(mode, skills_all, config.eval_episodes)
+            replay = replay_tasks(mode, skills_all, config.eval_episodes)
         with console.status(f"[{config.memory}] Crafter score: {config.score_episodes} open-ended episodes"):
-            score = _final_score(mode, config.score_episodes, config.score_steps)
+            score = final_score(mode, config.score_episodes, config.score_steps)
     finally:
         store.close()
     own = {s: i for i, (_, sk) in enumerate(stages) for s in sk}
@@ -353,51 +354,3 @@ def run_continual(config: ContinualConfig, console=None) -> dict:
     }
     result["plots"] = plots(result, out)
     return result
-
-
-SCORE_SEED = 90_000  # open-ended episodes after the protocol: seeds no stage played
-REPLAY_SEED = 80_000  # the protocol's tasks after the last stage: seeds no stage played
-
-
-def _arbitrated_runner(mode):
-    """The agent after the protocol: its memory as the fast path, arbitrated (not forced), with
-    a clean live record."""
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
-
-    return Runner(mode.env, arbiter=Arbiter.from_store(mode.fast(), mode.store, GAME))
-
-
-def _replay(mode, skills: list[str], episodes: int) -> dict:
-    """Every skill of the protocol as a task again after the last stage, on fresh seeds, as the
-    agent would run it: how many of its steps the memory takes, and how often the task succeeds."""
-    from envs.tasks import resolve_task
-
-    runner = _arbitrated_runner(mode)
-    steps = fast = 0
-    success = {}
-    for j, skill in enumerate(skills):
-        task = resolve_task(skill, mode.env.catalog)
-        results = [runner.run_episode(task, REPLAY_SEED + 100 * j + k) for k in range(episodes)]
-        steps += sum(r.steps for r in results)
-        fast += sum(r.fast_steps for r in results)
-        success[skill] = sum(r.success for r in results) / episodes
-    return {"episodes": episodes, "fast_share": fast / max(steps, 1), "success": success}
-
-
-def _final_score(mode, episodes: int, max_steps: int) -> dict | None:
-    """The agent after the protocol, with its memory as the fast path (arbitrated, not
-    forced), on open-ended episodes: the Crafter score and the fast path's share of steps."""
-    if episodes < 1:
-        return None
-    from envs.crafter import crafter_score, game_data
-    from envs.tasks import OPEN_ENDED, resolve_task
-
-    runner = _arbitrated_runner(mode)
-    task = resolve_task(OPEN_ENDED, mode.env.catalog, max_steps)
-    results = [runner.run_episode(task, SCORE_SEED + k) for k in range(episodes)]
-    rates = [100 * sum(a in r.unlocked for r in results) / len(results) for a in game_data()["achievements"]]
-    steps = sum(r.steps for r in results)
-    return {"crafter_score": crafter_score(rates), "episodes": episodes, "max_steps": max_steps,
-            "mean_steps": steps / episodes, "fast_share": sum(r.fast_steps for r in results) / max(steps, 1),
-            "died": sum(r.died for r in results)}

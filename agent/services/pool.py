@@ -8,7 +8,7 @@ as `RunnerActor` (RLlib's EnvRunner split, minus its decorators):
   small `EpisodeResult`s;
 - an LLM planner (`hf:` / `openai:`) is one `PlannerActor` that every runner calls, so the model
   is loaded once (on the GPU when its device is cuda); concurrent `hf:` requests are batched
-  into one `generate` (agent/request_batcher.py). The symbolic planner runs inside each
+  into one `generate` (agent/services/request_batcher.py). The symbolic planner runs inside each
   runner: it answers in well under a millisecond, and a remote call would cost more than the
   plan itself;
 - an actor that dies mid-episode (`RayActorError`) is restarted by Ray; the pool marks that
@@ -26,8 +26,9 @@ from typing import Callable
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
-from agent.ray_address import check_ray_address
-from agent.runner import EpisodeResult, Runner
+from agent.services.ray_address import check_ray_address
+from agent.loop.episode import EpisodeResult
+from agent.loop.runner import Runner
 from envs.errors import ConfigError, PeamError
 
 MAX_RESTARTS = 3  # per runner actor; a runner that dies more often is dropped from the pool
@@ -92,8 +93,8 @@ class PlannerActor:
     """The one LLM planner of a pool; runners call `plan` concurrently (a threaded actor)."""
 
     def __init__(self, spec, catalog):
-        from agent.llm_planner import HFPlanner, make_planner
-        from agent.request_batcher import RequestBatcher
+        from agent.planners.llm_planner import HFPlanner, make_planner
+        from agent.services.request_batcher import RequestBatcher
 
         self.planner = make_planner(spec.planner, catalog, options=spec.llm)
         self.batcher = None
@@ -126,7 +127,7 @@ class RunnerActor:
     """A plain `Runner` with its own env, planner and store connection."""
 
     def __init__(self, spec, db_url: str, planner=None, make_env: Callable | None = None):
-        from agent.llm_planner import make_planner
+        from agent.planners.llm_planner import make_planner
         from envs import make_env as make_game
         from memory.store import Store
 
@@ -135,7 +136,7 @@ class RunnerActor:
             planner = make_planner(spec.planner, env.catalog, options=spec.llm)
         else:
             planner = RemotePlanner(planner, ray.get(planner.name.remote()))
-        from agent.memory_modes import MemoryFastPath
+        from agent.services.memory_modes import MemoryFastPath
         from memory.db import data_home
 
         self.store = Store.open(db_url)

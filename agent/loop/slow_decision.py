@@ -17,18 +17,18 @@ class SlowDecider:
     own map, which the fast path reads too."""
 
     def __init__(self, env: Env, task: Task, planner=None):
-        from agent.runner import Runner
+        from agent.loop.runner import Runner
 
         self.env, self.task = env, task
         self._runner = Runner(env, planner)
         self._state = None  # the runner's episode state: what a plan context is built from
 
     def start(self, obs: Observation, info: dict | None = None) -> None:
-        from agent.runner import _EpisodeState  # one state shape for the runner and here
+        from agent.loop.episode import EpisodeState  # one state shape for the runner and here
 
         self._runner.executor.reset()
         self._runner.executor.observe(obs, None)
-        self._state = _EpisodeState(obs=obs, achievements=dict((info or {}).get("achievements", {})))
+        self._state = EpisodeState(obs=obs, achievements=dict((info or {}).get("achievements", {})))
 
     @property
     def world(self):

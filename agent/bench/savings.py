@@ -3,7 +3,7 @@
 For each planner backend — `symbolic`; `hf:` on a random tiny local model (its answers are
 unusable, so every plan is the symbolic fallback after two model calls: the cost of a local
 model is measured, not its judgement); `openai:` against a loopback server that answers correct
-plans after a delay (agent/sim_llm.py, a simulated remote LLM) — the slow agent practises the
+plans after a delay (agent/planners/sim_llm.py, a simulated remote LLM) — the slow agent practises the
 craft chains (every `make_*` task of the catalog) on practice seeds, with its plan cursor. Then,
 per memory mode, a copy of that store is consolidated (peam / moram: a plan job for the craft
 tasks through the queue, worker and gate; retrieval / plan-cache: rebuilt from the records)
@@ -34,7 +34,7 @@ from envs.errors import ConfigError
 BACKENDS = ("symbolic", "hf", "openai")
 MEMORIES = ("none", "retrieval", "plan-cache", "peam", "moram")
 PRACTICE_SEED = 20_000  # task j, episode k -> PRACTICE_SEED + 100 j + k
-EVAL_SEED = 30_000  # unseen by practice and by the gate (agent/evaluation.py uses 1,000,000+)
+EVAL_SEED = 30_000  # unseen by practice and by the gate (agent/services/evaluation.py uses 1,000,000+)
 OPEN_PRACTICE_SEED = 95_000
 SCORE_SEED = 90_000  # benchmarks/memory_score.py's seeds: the published 120-game figures
 
@@ -58,7 +58,7 @@ class SavingsConfig:
     keep_work: bool = False  # keep the stores and models (a temp directory of ~100 MB) to inspect
 
     def validate(self) -> None:
-        from agent.memory_modes import MODES
+        from agent.services.memory_modes import MODES
 
         bad = [b for b in self.backends if b not in BACKENDS]
         if bad:
@@ -122,23 +122,23 @@ class Backends:
         self.server = None
 
     def planner(self, name: str):
-        from agent.llm_planner import LLMOptions, make_planner
+        from agent.planners.llm_planner import LLMOptions, make_planner
 
         if name == "symbolic":
             return make_planner("symbolic", self.catalog)
         if name == "hf":
             path = self.work / "tiny-llm"
             if not path.exists():
-                from agent.sim_llm import random_causal_lm
+                from agent.planners.sim_llm import random_causal_lm
 
                 corpus = [*self.catalog.names, '{"subgoals": [], "rationale": ""}', "inventory requires gives near"]
                 random_causal_lm(path, corpus)
             return make_planner(f"hf:{path}", self.catalog, options=LLMOptions(max_new_tokens=32, dtype="float32"))
         if self.server is None:
-            from agent.sim_llm import SimulatedLLM
+            from agent.planners.sim_llm import SimulatedLLM
 
             self.server = SimulatedLLM(self.catalog.game, self.delay_s).start()
-        from agent.sim_llm import SIMULATED_MODEL
+        from agent.planners.sim_llm import SIMULATED_MODEL
 
         return make_planner(f"openai:{self.server.url}", self.catalog,
                             options=LLMOptions(model=SIMULATED_MODEL, timeout_s=30 + 2 * self.delay_s))
@@ -159,7 +159,7 @@ def label(name: str, delay_s: float) -> str:
 def consolidate(memory: str, store, env, models: Path, categories: list[str], cfg: SavingsConfig, log: list[str],
                 backend: str = "symbolic"):
     """Turn the store's experience into `memory`'s fast path; returns it (None for `none`)."""
-    from agent.memory_modes import expert_fast_path
+    from agent.services.memory_modes import expert_fast_path
 
     if memory == "none":
         return None
@@ -171,7 +171,7 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
         from memory.plan_cache import PlanCache
 
         return PlanCache.from_store(store, env.name, env.catalog)
-    from agent.evaluation import plan_success
+    from agent.services.evaluation import plan_success
     from consolidation.plan_pipeline import PlanJobConfig, run_plan_pipeline
     from consolidation.plan_training import PlanTrainingConfig
     from consolidation.queue import enqueue
@@ -203,8 +203,9 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.bench.savings_report import plots  # it reads this module's seeds, so it is imported here
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import OPEN_ENDED
     from memory.plan_policy import plan_category
@@ -303,8 +304,8 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
     """The second stage, symbolic backend: consolidate the open-ended games on top of the craft
     stage (an `open` plan job), play the open-ended games, then the craft tasks again
     (forgetting). Returns the memory after the stage."""
-    from agent.arbiter import Arbiter
-    from agent.runner import Runner
+    from agent.loop.arbiter import Arbiter
+    from agent.loop.runner import Runner
     from envs.crafter import crafter_score, game_data
     from envs.tasks import OPEN_ENDED
     from memory.columns import OPEN
@@ -330,97 +331,3 @@ def _experts_intact(store, models: Path) -> bool:
     from memory.registry import expert_dir, promoted
 
     return all(sha256_of(expert_dir(models, r.path)) == r.sha256 for r in promoted(store, "crafter", "plan"))
-
-
-# -- the report ---------------------------------------------------------------------------------
-
-def plots(result: dict, out: Path) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    backends = list(result["backends"])
-    modes = ["cursorless"] + [m for m in result["config"]["memories"]]
-    for key, title, unit in (("calls", "planner calls per episode", "calls"),
-                             ("wall_s", "wall time per episode", "s")):
-        fig, axes = plt.subplots(1, max(len(backends), 1), figsize=(4.5 * max(len(backends), 1), 3.6), squeeze=False)
-        for ax, backend in zip(axes[0], backends):
-            rows = result["backends"][backend]["rows"]
-            values = [rows[m]["all"][key] if m in rows else 0 for m in modes]
-            ax.bar(range(len(modes)), values, color=["#bbbbbb", "#777777"] + ["#4c72b0"] * (len(modes) - 2))
-            ax.set_xticks(range(len(modes)), ["no cursor" if m == "cursorless" else m for m in modes],
-                          rotation=30, ha="right")
-            ax.set_title(result["backends"][backend]["label"], fontsize=9)
-            ax.set_ylabel(unit)
-        fig.suptitle(f"craft tasks, unseen seeds: {title} (slow agent: no cursor, none)")
-        fig.tight_layout()
-        path = out / f"savings_{'calls' if key == 'calls' else 'wall'}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths[key] = str(path)
-    return paths
-
-
-def markdown(result: dict, command: str, relative_to: str | None = None) -> str:
-    import os
-    import platform
-
-    import torch
-
-    cfg = result["config"]
-    when = time.strftime("%Y-%m-%d %H:%M")
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-    rel = (lambda p: os.path.relpath(p, relative_to)) if relative_to else (lambda p: p)
-    lines = [f"## Savings: planner calls replaced by the memory ({when})", "",
-             f"`{command}` — {machine}; {result['wall_s'] / 60:.0f} min. Craft tasks "
-             f"({', '.join(result['tasks'])}): {cfg['episodes']} practice episodes each, then "
-             f"{cfg['eval_episodes']} unseen seeds each per mode; the slow agent without its cursor on "
-             f"{cfg['cursorless_episodes']} per task. Calls, tokens and seconds are per episode.", ""]
-    for backend, data in result["backends"].items():
-        rows = data["rows"]
-        none = rows.get("none", {}).get("all")
-        lines += [f"**{data['label']}**", "",
-                  "| agent | success | planner calls | vs slow | tokens in/out | wall s | vs slow | subgoals by memory | fast steps |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for mode, row in rows.items():
-            a = row["all"]
-            if not a["episodes"]:
-                continue
-            name = "slow, no cursor" if mode == "cursorless" else ("slow (cursor)" if mode == "none" else mode)
-            fewer = ""
-            if none and none["calls"] and mode != "none":
-                fewer = f"{100 * (a['calls'] / none['calls'] - 1):+.0f}%"
-            speed = f"{none['wall_s'] / a['wall_s']:.1f}×" if none and a["wall_s"] and mode != "none" else ""
-            lines.append(f"| {name} | {a['successes']}/{a['episodes']} | {a['calls']:.2f} | {fewer} | "
-                         f"{a['tokens_in']:.0f}/{a['tokens_out']:.0f} | {a['wall_s']:.2f} | {speed} | "
-                         f"{100 * a['memory_share']:.0f}% | {100 * a['fast_share']:.0f}% |")
-        lines.append("")
-        per_task = " · ".join(f"{t} " + "/".join(f"{row['tasks'][t]['successes']}" for row in rows.values())
-                              for t in result["tasks"])
-        lines += [f"Successes per task ({' / '.join(rows)}): {per_task}.", ""]
-    if result.get("open"):
-        op = result["open"]
-        lines += [f"**Open-ended Crafter, {op['games']} games (seeds {SCORE_SEED}–{SCORE_SEED + op['games'] - 1}), "
-                  f"symbolic planner, after {cfg['open_practice']} practice games**", "",
-                  "| agent | Crafter score | planner calls / game | subgoals by memory | fast steps | mean steps | wall s / game |",
-                  "|---|---|---|---|---|---|---|"]
-        for mode, a in op["rows"].items():
-            lines.append(f"| {'slow (cursor)' if mode == 'none' else mode} | {a['score']:.1f}% | {a['calls']:.1f} | "
-                         f"{100 * a['memory_share']:.0f}% | {100 * a['fast_share']:.0f}% | {a['steps']:.0f} | {a['wall_s']:.2f} |")
-        lines.append("")
-        if op["llm"]:
-            lines += [f"With the simulated LLM ({cfg['delay_s']:g} s), {cfg['open_llm_games']} games: "
-                      + "; ".join(f"{m}: {a['calls']:.1f} calls, {a['wall_s']:.1f} s per game"
-                                  for m, a in op["llm"].items()) + ".", ""]
-        if op.get("craft_after"):
-            lines += ["Forgetting: the craft tasks again after the open-ended stage (same unseen seeds): "
-                      + "; ".join(f"{m} {a['all']['successes']}/{a['all']['episodes']} succeeded, "
-                                  f"{a['all']['calls']:.2f} calls per episode, plan expert files unchanged: {a['intact']}"
-                                  for m, a in op["craft_after"].items()) + ".", ""]
-    if result["log"]:
-        lines += ["Consolidation: " + "; ".join(result["log"]) + ".", ""]
-    lines += [f"![planner calls]({rel(result['plots']['calls'])}) ![wall time]({rel(result['plots']['wall_s'])})", ""]
-    return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.planner import PlanContext
+from agent.planners.planner import PlanContext
 from envs.catalog import Skill, SkillCatalog
 
 SYSTEM = (

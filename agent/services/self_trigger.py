@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.decision_cost import fast_decision_s, plan_proposal_s
+from agent.services.decision_cost import fast_decision_s, plan_proposal_s
 
 
 def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, device: str = "cpu",
@@ -23,7 +23,7 @@ def auto_consolidate(store, env, models_dir: str | Path, fast, console=None, dev
     fired += _queue_plan_jobs(store, env, plan_cost, console)
     if not fired:
         return []
-    from agent.evaluation import run_job
+    from agent.services.evaluation import run_job
     from consolidation.worker import Worker
 
     pipeline = pipeline or (lambda job, beat: run_job(store, job, beat, device=device, models_dir=models_dir))

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.arbiter import Arbiter
-from agent.fast_path import FastPolicy
+from agent.loop.arbiter import Arbiter
+from agent.loop.fast_path import FastPolicy
 from memory.registry import ExpertRef
-from agent.runner import Runner
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from agent.arbiter import Arbiter
-from agent.runner import Runner
+from agent.loop.arbiter import Arbiter
+from agent.loop.runner import Runner
 from envs import make_env
 from envs.tasks import resolve_task
 
@@ -49,7 +49,7 @@ def _play(store, env, arbiter, episodes: int, seed0: int, console: Console, labe
 
 
 def _consolidate(store, env, models_dir, console: Console) -> None:
-    from agent.evaluation import run_job
+    from agent.services.evaluation import run_job
     from consolidation.queue import enqueue
     from consolidation.worker import Worker
 
@@ -78,8 +78,8 @@ def _consolidate(store, env, models_dir, console: Console) -> None:
 
 
 def demo(db: str | None = None, episodes: int = 2, console: Console | None = None) -> None:
-    from agent.memory_modes import expert_fast_path
-    from agent.views import jobs_table, skills_table
+    from agent.services.memory_modes import expert_fast_path
+    from agent.services.views import jobs_table, skills_table
     from memory.db import data_home
     from memory.store import Store
 

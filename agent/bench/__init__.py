@@ -1,0 +1,1 @@
+"""The benchmarks `peam bench` runs (continual, savings) and their reports."""
