@@ -64,8 +64,13 @@ class SlowDecider:
         return self._runner.executor.act(self._state.obs, skill)
 
     def observe(self, result, action: str) -> None:
+        """One step's outcome: the agent's map, and what the step showed done (the agent's own
+        record of what it achieved, as the runner keeps it)."""
+        from agent.loop.achieved import seen_done
+
+        seen = seen_done(self.env.catalog, self.env.cell_names, self._state.obs, result.observation, result.reward)
         self._runner.executor.observe(result.observation, action)
-        self._state.advance(result)
+        self._state.advance(result, seen)
 
     def fail(self, skill: str) -> None:
         self._state.failures[skill] = self._state.failures.get(skill, 0) + 1
