@@ -15,6 +15,19 @@ from agent.services.views import terminal_console
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks whose tables go to benchmarks/RESULTS.md.")
 
 
+def _append_section(results: str, markdown, result: dict, name: str) -> str:
+    """Append the benchmark's markdown section, headed by the command that ran it, to `results`
+    (links relative to it); returns the section."""
+    import os
+    import shlex
+
+    command = f"peam bench {name} " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
+    with open(results, "a") as fh:
+        fh.write("\n" + text)
+    return text
+
+
 @bench_app.command("continual")
 def bench_continual(
     memory: str = typer.Option("peam", help=f"The memory mode: {', '.join(MODES)}."),
@@ -32,8 +45,6 @@ def bench_continual(
     results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
 ):
     """Continual learning: categories arrive stage after stage; measure what the memory keeps."""
-    import shlex
-
     from agent.bench.continual import ContinualConfig, run_continual
     from agent.bench.continual_report import markdown
     from consolidation.pipeline import ConsolidationConfig
@@ -46,12 +57,7 @@ def bench_continual(
     cfg.validate()  # before anything is written
     console = terminal_console()
     result = run_continual(cfg, console)
-    command = "peam bench continual " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    import os
-
-    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
-    with open(results, "a") as fh:
-        fh.write("\n" + text)
+    _append_section(results, markdown, result, "continual")
     console.print(f"BWT {100 * result['bwt']:+.1f} pp; final "
                   + ", ".join(f"{s} {100 * r:.0f}%" for s, r in result["final"].items())
                   + f"; plots {result['plots']['success']}, {result['plots']['fast_share']}; "
@@ -80,8 +86,6 @@ def bench_savings(
 ):
     """Planner calls, tokens and wall time per episode, before and after consolidation, per
     planner backend and memory mode; open-ended Crafter scores."""
-    import shlex
-
     from agent.bench.savings import SavingsConfig, run_savings
     from agent.bench.savings_report import markdown
 
@@ -94,13 +98,7 @@ def bench_savings(
     cfg.validate()  # before anything runs
     console = terminal_console()
     result = run_savings(cfg, console)
-    import os
-
-    command = "peam bench savings " + " ".join(shlex.quote(a) for a in sys.argv[3:])
-    text = markdown(result, command.strip(), relative_to=os.path.dirname(os.path.abspath(results)))
-    with open(results, "a") as fh:
-        fh.write("\n" + text)
-    console.print(text)
+    console.print(_append_section(results, markdown, result, "savings"))
     console.print(f"appended to {results}; plots in {out}")
     if keep_work:
         console.print(f"stores and models kept in {result['work']}")
