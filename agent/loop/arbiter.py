@@ -37,7 +37,7 @@ from memory.protocol import FastPath, Proposal
 ADEQUATE = 0.5  # held-out success above which the fast path is worth trying first
 STALL_STEPS = 8  # steps with no change on screen or in the inventory: the policy is stuck
 # A subgoal's fast-path cost (steps, and seconds where measured), in multiples of the slow
-# path's: 1.0, no worse than the executor (issue "Memory that saves the slow path", item 6).
+# path's: 1.0, no worse than the executor: the fast path must never make the agent worse.
 MAX_COST = 1.0
 COST_TRIES = 3  # attempts (the gate's and live ones) before the cost is weighed
 # The plan-level memory's own probability of its proposal under which the planner is asked.

@@ -106,8 +106,8 @@ class SymbolicPlanner:
             return Subgoal(self._producer(k.rest, ctx).name, "health is low: rest in a shelter")
         if not needs and rests and k.night is not None and ctx.daylight < k.night:
             # Nights are spent behind walls, rested or not: monsters crowd the open in the dark,
-            # and a rested agent that went out for the next subgoal died there (Crafter: 20
-            # traced deaths, all but three to zombies). Waiting also heals.
+            # and a rested agent that goes out for the next subgoal dies there (the traced
+            # deaths are in RESULTS.md). Waiting also heals.
             needs = [(ctx.inventory.get(k.rest, 0), k.rest)]
         if not needs and ctx.previous:
             # Keep drinking (eating) once started until nearly full: one sip per trip wastes
