@@ -13,6 +13,7 @@ import pytest
 from agent.planners.llm_planner import HFPlanner, LLMOptions, OpenAIPlanner, make_planner
 from agent.planners.planner import PlanContext, SymbolicPlanner
 from agent.planners.prompts import PlanFormatError, build_messages, extract_json, parse_plan
+from agent.planners.sim_llm import send_json
 from envs.crafter import crafter_catalog
 from envs.errors import ConfigError, PeamError
 from envs.tasks import resolve_task
@@ -200,15 +201,7 @@ class _Handler(BaseHTTPRequestHandler):
                                      "auth": self.headers.get("Authorization")})
         status, payload, delay = self.server.script.pop(0)
         time.sleep(delay)
-        data = payload.encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:  # the client gave up (timeout test)
-            pass
+        send_json(self, status, payload.encode())  # a client that gave up (timeout test) is no error
 
     def log_message(self, *args):
         pass

@@ -54,6 +54,18 @@ def context_of(prompt: str, catalog) -> PlanContext:
                        failures=counts("Failed attempts this episode"))
 
 
+def send_json(handler, status: int, data: bytes) -> None:
+    """Answer an http.server request with a JSON body; a client that gave up is no error."""
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+    except OSError:
+        pass
+
+
 class SimulatedLLM:
     """The server; a context manager. `url` is its OpenAI base URL (…/v1)."""
 
@@ -104,15 +116,7 @@ class SimulatedLLM:
                               "total_tokens": prompt_words + len(text.split()), "unit": "words (simulated)"}})
 
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except OSError:  # the client gave up
-                    pass
+                send_json(self, status, json.dumps(payload).encode())
 
             def log_message(self, *args):
                 pass
