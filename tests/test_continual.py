@@ -47,6 +47,15 @@ def _check(result: dict, out: Path) -> None:
     assert "| after stage |" in text and "BWT" in text and "its tasks again" in text
 
 
+@pytest.fixture(autouse=True)
+def _temp_under_tmp_path(tmp_path, monkeypatch):
+    """The benchmark keeps its store and models in a temp directory for replay: under the
+    test's own directory, so a test run leaves nothing in /tmp."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+
 def test_continual_none_and_peam(tmp_path):
     none = run_continual(ContinualConfig(memory="none", out=str(tmp_path / "none"), **TINY))
     _check(none, tmp_path / "none")
