@@ -86,7 +86,8 @@ def run_plan_pipeline(store, job: JobRow, heartbeat: Callable[[], None], *, eval
         return JobOutcome("rejected", candidate.expert_id, {**metrics, "rejected": "file not intact"})
     # In MoRAM's case the earlier groups are part of the candidate (they are loaded with it).
     refs = others + [ExpertRef(category, candidate.path, candidate.expert_id,
-                               support=candidate.metrics.get("support"), sha256=candidate.sha256)]
+                               support=candidate.metrics.get("support"), sha256=candidate.sha256,
+                               propose_above=candidate.metrics.get("propose_above"))]
     with_candidate = evaluate(refs, tasks, cfg.eval_episodes)
     heartbeat()
     slow = evaluate(None, tasks, cfg.eval_episodes)

@@ -12,6 +12,12 @@ planner chose (or its plan's cursor walked to), the agent-visible context and th
   relative to the plan memory before this job. Only the new expert's tensors train; every
   other parameter is checked unchanged, and the expert is saved in PEFT's format and
   registered as a `plan` candidate for the gate.
+
+Each expert is also calibrated (`calibrate`): per task, on the decisions of held-out episodes,
+the lowest probability of its own above which its proposals agreed with the planner's choices
+at least `agreement` of the time. The arbiter asks the planner below it. A validation accuracy
+of 93% looks good and still lost the iron chains a quarter of their successes: what the memory
+is unsure of, it should leave to the planner (benchmarks/RESULTS.md, "Savings").
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ from memory.registry import expert_dir, register_expert, stored_path
 PLANNED = ("planner", "cursor", "fallback")  # the slow planner's decisions (memory.columns.DECIDERS)
 NO_DECISIONS = "no planner decisions recorded yet: run `peam run` (or `peam demo`) first"
 CANDIDATE, REFERENCE = "candidate", "reference"
+# The thresholds calibration chooses from: from the likely choice (0.5) up to near certainty.
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
 
 
 @dataclass
@@ -56,6 +64,10 @@ class PlanTrainingConfig:
     seed: int = 0
     device: str = "cpu"
     routing: str = "category"  # or "moram": rank-1 atoms, earlier groups frozen
+    # Calibration: the share of a task's held-out proposals above a threshold that must agree
+    # with the planner, and the fewest held-out decisions that may show it.
+    agreement: float = 0.98
+    min_decisions: int = 8
 
 
 @dataclass
@@ -186,11 +198,14 @@ def train_plan_expert(store, *, models_dir: str | Path, game: str, catalog, cate
     for n, p in net.named_parameters():  # isolation, checked rather than assumed
         if CANDIDATE not in n and not torch.equal(frozen[n], p.detach()):
             raise RuntimeError(f"training the new plan expert changed {n}")
+    support = data.support(spec)
+    sure, agreed = calibrate(*_held_out_choices(net, data, val, index, support, spec), data.tasks,
+                             val.tolist(), target=cfg.agreement, min_decisions=cfg.min_decisions)
     path = Path(models_dir) / PLAN_DIR / "experts" / category / tag
     digest = save_expert(net, CANDIDATE, path, lora)
     n_params = sum(p.numel() for p in params)
     metrics = {**fit, "seconds": time.perf_counter() - t0, "decisions": len(data), "tasks": data.counts,
-               "support": data.support(spec),
+               "support": support, "propose_above": sure, "calibration": agreed,
                "pairs": int(len(data.chosen)), "reference": str(current_path or "base"),
                "reference_val_loss": before and before[0], "reference_val_accuracy": before and before[1],
                "config": asdict(cfg)}
@@ -198,6 +213,57 @@ def train_plan_expert(store, *, models_dir: str | Path, game: str, catalog, cate
                                 path=stored_path(models_dir, path), sha256=digest, params=n_params,
                                 metrics=metrics, kind="plan", base_sha256=plan_base_sha256(models_dir))
     return PlanCandidate(expert_id, str(path), digest, n_params, metrics)
+
+
+# -- calibration --------------------------------------------------------------------------------
+
+def calibrate(confidence: torch.Tensor, agrees: torch.Tensor, tasks: list[str], idx: list[int], *,
+              target: float, min_decisions: int) -> tuple[dict[str, float | None], dict[str, list[int]]]:
+    """Per task among the decisions `idx`: the lowest of THRESHOLDS at which at least
+    `min_decisions` decisions had a confidence at or above it and at least `target` of those
+    agreed with the planner (None: no threshold did, the planner keeps the task); and what it
+    stands on, [decisions at or above it, of which agreed, held-out decisions of the task].
+    `confidence` (N,) and `agrees` (N,) are indexed like `tasks`."""
+    by_task: dict[str, list[int]] = {}
+    for i in idx:
+        by_task.setdefault(tasks[i], []).append(i)
+    sure: dict[str, float | None] = {}
+    shown: dict[str, list[int]] = {}
+    for task in sorted(set(tasks)):
+        rows = by_task.get(task, [])
+        c, a = confidence[rows], agrees[rows]
+        sure[task], shown[task] = None, [0, 0, len(rows)]
+        for threshold in THRESHOLDS:
+            above = c >= threshold
+            n, k = int(above.sum()), int(a[above].sum())
+            if n >= min_decisions and k >= target * n:
+                sure[task], shown[task] = threshold, [n, k, len(rows)]
+                break
+    return sure, shown
+
+
+@torch.no_grad()
+def _held_out_choices(net, data: PlanData, idx: torch.Tensor, route: int, support: dict[str, list[str]],
+                      spec: PlanSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) the expert's probability of its choice and (N,) whether it was the planner's, for
+    every decision (those outside `idx` are left 0), its choice restricted to the task's
+    support as the plan memory restricts it (memory/plan_policy.py `PlanMemory.propose`)."""
+    confidence = torch.zeros(len(data))
+    agrees = torch.zeros(len(data), dtype=torch.bool)
+    if not len(idx):
+        return confidence, agrees
+    device = next(net.parameters()).device
+    was = net.training
+    net.eval()
+    _route(net, route, len(idx))
+    probs = torch.softmax(net(data.x[idx].to(device)).float(), -1).cpu()  # (n, S)
+    net.train(was)
+    allowed = torch.tensor([[s in support.get(data.tasks[i], ()) for s in spec.skills] for i in idx.tolist()])
+    probs = torch.where(allowed, probs, 0.0)
+    probs = probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
+    best, choice = probs.max(-1)
+    confidence[idx], agrees[idx] = best, choice == data.y[idx]
+    return confidence, agrees
 
 
 # -- one loop for both --------------------------------------------------------------------------

@@ -30,12 +30,19 @@ class Proposal:
 class Measured:
     """What the gate measured of one skill (action level) or one task (plan level) on held-out
     episodes: successes per attempt, and what those attempts cost in steps and seconds (None
-    where it was not counted). `attempts == 0`: never measured, so nothing proves it."""
+    where it was not counted). `attempts == 0`: never measured, so nothing proves it.
+
+    `sure` (plan level): the lowest probability of its own at which the memory's proposals for
+    the task agreed with the planner's choices often enough on held-out decisions
+    (consolidation/plan_training.py `calibrate`); the arbiter asks the planner below it. None:
+    not calibrated (the arbiter's own threshold alone); `math.inf`: no probability was enough,
+    so the planner answers every decision of the task."""
 
     rate: float = 0.0
     attempts: int = 0
     steps: int | None = None
     seconds: float | None = None
+    sure: float | None = None
 
 
 UNMEASURED = Measured()

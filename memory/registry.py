@@ -167,6 +167,9 @@ class ExpertRef:
     # expert's tensors file and of the base it was trained on (None: not checked).
     sha256: str | None = None
     base_sha256: str | None = None
+    # Plan expert: per task, the probability of its own under which the planner is asked
+    # (memory/protocol.py `Measured.sure`; null: none was enough, the planner answers the task).
+    propose_above: dict[str, float | None] | None = None
 
 
 def check_base(refs, digest: str, what: str = "base") -> None:
@@ -185,4 +188,5 @@ def ref_of(row: ExpertRow) -> ExpertRef:
     metrics = row.metrics or {}
     return ExpertRef(row.category, row.path, row.id, metrics.get("skill_success"),
                      metrics.get("skill_attempts"), metrics.get("skill_steps"),
-                     metrics.get("skill_seconds"), metrics.get("support"), row.sha256, row.base_sha256)
+                     metrics.get("skill_seconds"), metrics.get("support"), row.sha256, row.base_sha256,
+                     metrics.get("propose_above"))

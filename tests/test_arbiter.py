@@ -266,6 +266,25 @@ def test_the_memory_proposes_only_for_measured_tasks_it_is_sure_of():
     assert Arbiter(Proposer(rate=0.0), force_plan=True).propose("make_wood_pickaxe", "craft", context)
 
 
+def test_the_threshold_calibrated_for_a_task_raises_the_arbiters_own():
+    import math
+
+    context = {"task": "make_wood_pickaxe"}
+
+    def proposer(p, sure):
+        memory = Proposer(p=p)
+        memory.gate = Measured(1.0, 4, sure=sure)
+        return memory
+
+    assert Arbiter(proposer(0.8, 0.9)).propose("make_wood_pickaxe", "craft", context) is None
+    assert Arbiter(proposer(0.95, 0.9)).propose("make_wood_pickaxe", "craft", context) is not None
+    assert Arbiter(proposer(0.55, 0.3)).propose("make_wood_pickaxe", "craft", context) is not None
+    assert Arbiter(proposer(0.45, 0.3)).propose("make_wood_pickaxe", "craft", context) is None  # the floor holds
+    assert Arbiter(proposer(0.55, None)).propose("make_wood_pickaxe", "craft", context) is not None  # uncalibrated
+    # No threshold was enough at calibration: the planner keeps the task, even when forced.
+    assert Arbiter(proposer(1.0, math.inf), force_plan=True).propose("make_wood_pickaxe", "craft", context) is None
+
+
 def test_failed_proposals_move_a_task_back_to_the_planner():
     arbiter = Arbiter(Proposer(attempts=2))
     arbiter.record_plan("make_wood_pickaxe", "failure")

@@ -165,6 +165,13 @@ def test_a_plan_job_trains_gates_and_promotes_a_plan_expert(practised):
     assert expert.category == "craft" and expert.kind == "plan"
     assert promoted(store, "crafter") == []  # no action expert was touched
     assert set(expert.metrics["skill_success"]) == {"make_wood_pickaxe", "make_wood_sword"}
+    # Calibrated per task on held-out decisions: a threshold (or None) and what it stands on.
+    sure, shown = expert.metrics["propose_above"], expert.metrics["calibration"]
+    assert set(sure) == set(shown) == {"make_wood_pickaxe", "make_wood_sword"}
+    for task, threshold in sure.items():
+        above, agreed, held_out = shown[task]
+        assert agreed <= above <= held_out
+        assert threshold is None or (above >= 8 and agreed >= 0.98 * above)
 
 
 def test_the_promoted_memory_replaces_the_planners_calls_on_unseen_seeds(practised):
@@ -182,6 +189,40 @@ def test_the_promoted_memory_replaces_the_planners_calls_on_unseen_seeds(practis
     assert sum(r.success for r in after) >= sum(r.success for r in before)
     assert memory_planner.calls < slow.calls == 3
     assert all(r.memory_decisions > 0 for r in after)
+
+
+def test_the_fast_path_reports_each_tasks_calibrated_threshold(practised):
+    import math
+    from dataclasses import replace
+
+    from memory.registry import promoted, ref_of
+
+    store, models, _ = practised
+    (row,) = promoted(store, "crafter", "plan")
+    ref = ref_of(row)
+    calibrated = {"make_wood_pickaxe": 0.9, "make_wood_sword": None}
+    fast = FastPolicy(models, [], plan_experts=[replace(ref, propose_above=calibrated)])
+    assert fast.confidence("make_wood_pickaxe", "plan").sure == 0.9
+    assert fast.confidence("make_wood_sword", "plan").sure == math.inf  # none was enough
+    older = FastPolicy(models, [], plan_experts=[replace(ref, propose_above=None)])  # trained before calibration
+    assert older.confidence("make_wood_pickaxe", "plan").sure is None
+
+
+def test_calibration_picks_the_lowest_threshold_whose_held_out_proposals_agree():
+    from consolidation.plan_training import calibrate
+
+    # Task a: sure answers agree, unsure ones (0.55) often do not. Task b: all agree, but only
+    # 5 held-out decisions. Decision 12 is a training one: calibration does not see it.
+    confidence = torch.tensor([0.99] * 9 + [0.55] * 3 + [0.6] + [0.99] * 5)
+    agrees = torch.tensor([True] * 9 + [False, False, True] + [False] + [True] * 5)
+    tasks = ["a"] * 13 + ["b"] * 5
+    held_out = [i for i in range(18) if i != 12]
+    sure, shown = calibrate(confidence, agrees, tasks, held_out, target=0.98, min_decisions=8)
+    assert sure == {"a": 0.6, "b": None}
+    assert shown == {"a": [9, 9, 12], "b": [0, 0, 5]}
+    sure, _ = calibrate(confidence, agrees, tasks, held_out, target=0.75, min_decisions=5)
+    assert sure == {"a": 0.5, "b": 0.5}  # 10 of 12 agree at 0.5; b's 5 are enough now
+    assert calibrate(confidence, agrees, tasks, [], target=0.98, min_decisions=1)[0] == {"a": None, "b": None}
 
 
 def test_a_novel_task_goes_to_the_planner(practised):

@@ -40,11 +40,13 @@ STALL_STEPS = 8  # steps with no change on screen or in the inventory: the polic
 # path's: 1.0, no worse than the executor: the fast path must never make the agent worse.
 MAX_COST = 1.0
 COST_TRIES = 3  # attempts (the gate's and live ones) before the cost is weighed
-# The plan-level memory's own probability of its proposal under which the planner is asked.
-# On a focused task a wrong proposal costs one subgoal (it fails or leads nowhere, and a failure
-# goes to the planner), so the memory answers whenever its choice is the likely one. In
-# open-ended play nothing fails: a choice unlike the planner's changes the rest of the game, so
-# the memory answers only when it is sure (both measured in benchmarks/RESULTS.md, "Savings").
+# The plan-level memory's own probability of its proposal under which the planner is asked:
+# floors. Each plan expert's training also calibrates, per task, the probability above which its
+# held-out proposals agreed with the planner's choices (consolidation/plan_training.py
+# `calibrate`); the higher of the two holds. A proposal that is not wrong for the recipe can
+# still lose the game: on the iron chains an unsure one changed where the agent stood at dusk,
+# and in open-ended play a choice unlike the planner's changes the rest of the game (both
+# measured in benchmarks/RESULTS.md, "Savings").
 PROPOSE_CONFIDENCE = 0.5
 OPEN_PROPOSE_CONFIDENCE = 0.95
 
@@ -139,13 +141,15 @@ class Arbiter:
         """The plan-level memory's next subgoal for `task` (of plan category `category`) where
         the arbiter trusts it: it covers the category, its held-out and live record on this task
         is adequate (a task the gate never measured is novel: the planner's), and it is sure
-        enough of this very proposal. None sends the decision to the planner."""
+        enough of this very proposal: at least the arbiter's threshold and the one the memory's
+        training calibrated for the task. None sends the decision to the planner."""
         if self.fast is None or not self.fast.covers(category, "plan"):
             return None
         if not self.force_plan and self.plan_trust(task) < ADEQUATE:
             return None
         proposal = self.fast.propose(context, category)
-        sure = self.open_plan_confidence if category == OPEN else self.plan_confidence
+        sure = max(self.open_plan_confidence if category == OPEN else self.plan_confidence,
+                   self.fast.confidence(task, "plan").sure or 0.0)
         if proposal is None or not proposal.subgoals or proposal.confidence < sure:
             return None
         return proposal

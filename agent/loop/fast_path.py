@@ -11,6 +11,8 @@ the actions that cannot serve the skill.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -183,7 +185,7 @@ class FastPolicy:
         if level == "plan":
             refs = self.plan_experts.values()
             ref = next((e for e in refs if e.skill_success is None or name in e.skill_success), None)
-            return _measured(ref, name) if ref is not None else UNMEASURED
+            return _with_threshold(_measured(ref, name), ref, name) if ref is not None else UNMEASURED
         category = self.category_of.get(name)
         ref = self.experts.get(self._expert_for(category) or "") if category else None
         return _measured(ref, name) if ref is not None else UNMEASURED
@@ -236,6 +238,15 @@ class FastPolicy:
                 self._tried.setdefault(state, set()).add(action)
             self._last = (self.memory.step, dict(obs.inventory))
         return self.action_names[action]
+
+
+def _with_threshold(measured: Measured, ref: ExpertRef, task: str) -> Measured:
+    """A plan expert's record for a task with the threshold its training calibrated (None where
+    it calibrated none: an expert trained before calibration; inf where none was enough)."""
+    if ref.propose_above is None:
+        return measured
+    sure = ref.propose_above.get(task, None)
+    return replace(measured, sure=math.inf if sure is None else float(sure))
 
 
 def _measured(ref: ExpertRef, name: str) -> Measured:
