@@ -293,8 +293,9 @@ def test_an_empty_store_renders_and_experts_and_job_durations_show(tmp_path):
                      metrics={"success": 0.9, "skill_success": {"collect_wood": 0.875,
                                                                 "collect_stone": 0.5}},
                      created_at=start, promoted_at=start))
-        s.add(Expert(game="crafter", category="craft", routing="category", rank=8, version=2,
-                     path="/y", sha256="cd" * 32, params=1, status="candidate", metrics=None,
+        s.add(Expert(game="crafter", category="craft", routing="category", rank=8, version=2, kind="plan",
+                     path="/y", sha256="cd" * 32, params=1, status="candidate",
+                     metrics={"propose_above": {"make_wood_pickaxe": 0.5, "make_iron_pickaxe": None}},
                      created_at=start))
         s.flush()
         s.add(Job(game="crafter", category="gather", reason="worthiness", status="failed",
@@ -313,6 +314,9 @@ def test_an_empty_store_renders_and_experts_and_job_durations_show(tmp_path):
             second["current_success"]) == (2, "promoted", 0.6875, 0.25)
     assert second["skill_success"] == {"collect_wood": 0.875, "collect_stone": 0.5}
     assert (first["job_id"], first["skill_success"]) == (None, {})
+    assert first["propose_above"] == {"make_wood_pickaxe": 0.5, "make_iron_pickaxe": None}
+    assert second["propose_above"] == {}
+    assert "make_iron_pickaxe never, make_wood_pickaxe ≥ 0.50" in experts
     job = client.get("/api/jobs").json()[1]
     assert (job["wait_s"], job["duration_s"]) == (3.0, 90.0)
     assert "out of memory" in client.get("/jobs").text

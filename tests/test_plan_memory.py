@@ -171,7 +171,7 @@ def test_a_plan_job_trains_gates_and_promotes_a_plan_expert(practised):
     for task, threshold in sure.items():
         above, agreed, held_out = shown[task]
         assert agreed <= above <= held_out
-        assert threshold is None or (above >= 8 and agreed >= 0.98 * above)
+        assert threshold is None or (above >= 8 and agreed >= 0.95 * above)
 
 
 def test_the_promoted_memory_replaces_the_planners_calls_on_unseen_seeds(practised):

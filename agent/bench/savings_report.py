@@ -75,7 +75,10 @@ def markdown(result: dict, command: str, relative_to: str | None = None) -> str:
         lines.append("")
         per_task = " · ".join(f"{t} " + "/".join(f"{row['tasks'][t]['successes']}" for row in rows.values())
                               for t in result["tasks"])
-        lines += [f"Successes per task ({' / '.join(rows)}): {per_task}.", ""]
+        calls = " · ".join(f"{t} " + "/".join(f"{row['tasks'][t]['calls']:.2f}" for row in rows.values())
+                           for t in result["tasks"])
+        lines += [f"Successes per task ({' / '.join(rows)}): {per_task}.", "",
+                  f"Planner calls per episode and task (same order): {calls}.", ""]
     if result.get("open"):
         op = result["open"]
         lines += [f"**Open-ended Crafter, {op['games']} games (seeds {SCORE_SEED}–{SCORE_SEED + op['games'] - 1}), "

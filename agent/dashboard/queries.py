@@ -149,7 +149,7 @@ def experts(store: Store, *, limit: int, offset: int) -> list[ExpertOut]:
             job = made_by.get(x.id)
             m = (job.metrics or {}) if job else {}
             out.append(ExpertOut.model_validate(x, from_attributes=True).model_copy(update={
-                "skill_success": skill_success(x.metrics),
+                "skill_success": skill_success(x.metrics), "propose_above": propose_above(x.metrics),
                 "job_id": job.id if job else None, "job_status": job.status if job else None,
                 "candidate_success": _number(m.get("candidate_success")),
                 "current_success": _number(m.get("current_success"))}))
@@ -166,6 +166,14 @@ def skill_success(metrics: dict | None) -> dict[str, float]:
     if not isinstance(raw, dict):
         return {}
     return {str(k): float(v) for k, v in raw.items() if _number(v) is not None}
+
+
+def propose_above(metrics: dict | None) -> dict[str, float | None]:
+    """A plan expert's calibrated threshold per task (consolidation/plan_training.py)."""
+    raw = (metrics or {}).get("propose_above")
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): _number(v) for k, v in raw.items()}
 
 
 def _job(j: Job) -> JobOut:

@@ -124,6 +124,9 @@ class ExpertOut(BaseModel):
     promoted_at: datetime | None
     skill_success: dict[str, float] = Field(default_factory=dict,
                                             description="held-out fast-path success per skill")
+    propose_above: dict[str, float | None] = Field(
+        default_factory=dict, description="plan experts: per task, the probability of its own under which "
+                                          "the planner is asked (null: the planner answers the task)")
     job_id: int | None = Field(None, description="the consolidation job that produced it")
     job_status: str | None = None
     candidate_success: float | None = Field(None, description="the job's held-out mean success "
