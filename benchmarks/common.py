@@ -8,11 +8,22 @@ from dataclasses import fields
 
 
 def parse_args(args_type, description: str):
-    """Each dataclass field becomes a `--name` option with the field's default and type."""
+    """Each dataclass field becomes a `--name` option with the field's default and type; a
+    bool field reads true/false, yes/no, 1/0 (`bool("False")` would be True)."""
     parser = argparse.ArgumentParser(description=description)
     for f in fields(args_type):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+        kind = _flag if isinstance(f.default, bool) else type(f.default)
+        parser.add_argument(f"--{f.name}", type=kind, default=f.default)
     return args_type(**vars(parser.parse_args()))
+
+
+def _flag(text: str) -> bool:
+    word = text.strip().lower()
+    if word in ("true", "yes", "1"):
+        return True
+    if word in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def record(path: str, text: str) -> None:

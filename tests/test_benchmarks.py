@@ -48,3 +48,22 @@ def test_sharpened_divides_every_networks_logits_by_the_temperature_once():
     for (logits, done), (sharp, done_after) in zip(before, after):
         torch.testing.assert_close(sharp, logits / 0.25)
         torch.testing.assert_close(done_after, done)  # the "subgoal done" head is left alone
+
+
+def test_a_bool_argument_reads_false_as_false(monkeypatch, capsys):
+    from dataclasses import dataclass
+
+    from benchmarks.common import parse_args
+
+    @dataclass
+    class Args:
+        mirror: bool = True
+        episodes: int = 3
+
+    for word, value in [("False", False), ("no", False), ("0", False), ("true", True), ("YES", True)]:
+        monkeypatch.setattr(sys, "argv", ["x.py", "--mirror", word])
+        assert parse_args(Args, "d") == Args(mirror=value)
+    monkeypatch.setattr(sys, "argv", ["x.py", "--mirror", "maybe"])
+    with pytest.raises(SystemExit):
+        parse_args(Args, "d")
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
