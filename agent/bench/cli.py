@@ -71,7 +71,7 @@ def bench_savings(
                                                           "(a random tiny local model), openai (a simulated remote LLM)."),
     memories: str = typer.Option("none,retrieval,plan-cache,peam,moram", help="Memory modes, comma-separated."),
     tasks: str = typer.Option("", help="Craft tasks, comma-separated (default: every make_* task)."),
-    episodes: int = typer.Option(24, min=1, help="Practice episodes per craft task."),
+    episodes: int = typer.Option(72, min=1, help="Practice episodes per craft task (the slow agent's, with its planner)."),
     eval_episodes: int = typer.Option(12, min=1, help="Unseen episodes per task and memory mode."),
     cursorless_episodes: int = typer.Option(2, min=0, help="Episodes per task of the slow agent without its plan cursor."),
     gate_episodes: int = typer.Option(6, min=1, help="Held-out episodes per task at the plan gate."),

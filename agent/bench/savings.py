@@ -44,7 +44,7 @@ class SavingsConfig:
     backends: tuple[str, ...] = BACKENDS
     tasks: tuple[str, ...] = ()  # craft tasks to play (empty: every make_* task of the catalog)
     memories: tuple[str, ...] = MEMORIES
-    episodes: int = 24  # practice episodes per craft task
+    episodes: int = 72  # practice episodes per craft task (24 left the memory unsure: RESULTS.md)
     eval_episodes: int = 12  # unseen episodes per task and mode
     cursorless_episodes: int = 2  # per task: the slow agent without its plan cursor
     gate_episodes: int = 6  # held-out episodes per task at the plan gate
