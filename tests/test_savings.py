@@ -46,12 +46,23 @@ def test_the_report_names_each_backend_and_the_temp_directory_is_gone(tiny_run):
     assert all(Path(p).is_file() for p in result["plots"].values())
 
 
-def test_keep_work_keeps_the_stores(tmp_path):
-    cfg = _tiny(tmp_path, keep_work=True)
-    cfg.memories = ("none",)
+def test_keep_work_keeps_the_stores_and_the_plan_memorys_settings_reach_it(tmp_path):
+    from memory.store import Store
+    from memory.tables import Expert
+
+    cfg = _tiny(tmp_path, keep_work=True, agreement=0.0, plan_confidence=0.7)  # no calibration: the floor
+    cfg.memories = ("peam",)
     result = run_savings(cfg)
     try:
-        assert (Path(result["work"]) / "symbolic" / "practice.db").is_file()
+        root = Path(result["work"]) / "symbolic"
+        assert (root / "practice.db").is_file()
+        store = Store.open(f"sqlite:///{root}/peam.db", create=False)
+        with store.session() as s:
+            (expert,) = s.query(Expert).filter(Expert.kind == "plan").all()
+            assert set(expert.metrics["propose_above"].values()) == {0.5}
+        store.close()
+        text = markdown(result, "peam bench savings", relative_to=str(tmp_path))
+        assert "(agreement 0) and at least 0.7." in text
     finally:
         import shutil
 
@@ -61,6 +72,7 @@ def test_keep_work_keeps_the_stores(tmp_path):
 @pytest.mark.parametrize("kw, message", [({"backends": ("gpt",)}, "unknown planner backend"),
                                          ({"memories": ("lookup",)}, "unknown memory mode"),
                                          ({"eval_episodes": 0}, "must be >= 1"),
+                                         ({"agreement": 1.5}, r"must lie in \[0, 1\]"),
                                          ({"tasks": ("collect_wood",)}, "not a craft task")])
 def test_bad_configs_are_refused_before_anything_runs(tmp_path, kw, message):
     cfg = _tiny(tmp_path)

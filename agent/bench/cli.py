@@ -80,6 +80,10 @@ def bench_savings(
     open_llm_games: int = typer.Option(3, min=0, help="Open-ended games with the simulated LLM (none and peam)."),
     delay: float = typer.Option(1.0, min=0.0, help="Seconds the simulated remote LLM takes per answer."),
     device: str = typer.Option("cpu", help="cpu or cuda (plan experts' training)."),
+    agreement: float = typer.Option(0.95, min=0.0, max=1.0, help="Plan experts' calibration: the share of held-out "
+                                    "choices above a task's threshold that must be the planner's (0: no calibration)."),
+    plan_confidence: float = typer.Option(0.5, min=0.0, max=1.0, help="The arbiter's floor: the plan memory's least "
+                                          "probability of a proposal on a focused task."),
     out: str = typer.Option("benchmarks/savings", help="Directory for the PNGs."),
     results: str = typer.Option("benchmarks/RESULTS.md", help="Markdown file the section is appended to."),
     keep_work: bool = typer.Option(False, help="Keep the practice stores and models (a temp directory) to inspect."),
@@ -94,7 +98,7 @@ def bench_savings(
                         eval_episodes=eval_episodes, cursorless_episodes=cursorless_episodes,
                         gate_episodes=gate_episodes, open_practice=open_practice, open_games=open_games,
                         open_llm_games=open_llm_games, delay_s=delay, device=device, out=out,
-                        keep_work=keep_work)
+                        keep_work=keep_work, agreement=agreement, plan_confidence=plan_confidence)
     cfg.validate()  # before anything runs
     console = terminal_console()
     result = run_savings(cfg, console)

@@ -54,6 +54,10 @@ class SavingsConfig:
     delay_s: float = 1.0  # the simulated remote LLM's answer delay
     device: str = "cpu"
     plan_epochs: int = 40  # the plan trainer's rounds (consolidation/plan_training.py's default)
+    # Where the plan memory answers: its calibration target (0: no calibration, every task at
+    # the floor) and the arbiter's floor on a focused task (agent/loop/arbiter.py).
+    agreement: float = 0.95
+    plan_confidence: float = 0.5
     out: str = "benchmarks/savings"
     keep_work: bool = False  # keep the stores and models (a temp directory of ~100 MB) to inspect
 
@@ -72,6 +76,8 @@ class SavingsConfig:
             raise ConfigError("cursorless_episodes, open_practice, open_games, open_llm_games must be >= 0")
         if self.delay_s < 0:
             raise ConfigError("delay_s must be >= 0")
+        if not (0 <= self.agreement <= 1 and 0 <= self.plan_confidence <= 1):
+            raise ConfigError("agreement and plan_confidence must lie in [0, 1]")
 
 
 # -- one row of measurements ------------------------------------------------------------------
@@ -178,7 +184,7 @@ def consolidate(memory: str, store, env, models: Path, categories: list[str], cf
     from consolidation.worker import Worker
 
     training = PlanTrainingConfig(device=cfg.device, routing="moram" if memory == "moram" else "category",
-                                  epochs=cfg.plan_epochs)
+                                  epochs=cfg.plan_epochs, agreement=cfg.agreement)
     job_cfg = PlanJobConfig(eval_episodes=cfg.gate_episodes, training=training)
 
     def pipeline(job, beat):
@@ -204,7 +210,6 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agent.bench.savings_report import plots  # it reads this module's seeds, so it is imported here
-    from agent.loop.arbiter import Arbiter
     from agent.loop.runner import Runner
     from envs import make_env
     from envs.tasks import OPEN_ENDED
@@ -264,7 +269,7 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
                     models = root / f"models-{memory}"
                     fast = consolidate(memory, store, env, models, categories, cfg, result["log"], backend)
                     say(f"{backend}: {memory} plays unseen seeds")
-                    rows[memory] = _play(Runner(env, planner, arbiter=Arbiter.from_store(fast, store, env.name)),
+                    rows[memory] = _play(Runner(env, planner, arbiter=_arbiter(fast, store, env, cfg)),
                                          tasks, cfg.eval_episodes, EVAL_SEED, progress, bar)
                     if with_open:
                         result.setdefault("open", {"games": cfg.open_games, "rows": {}, "llm": {}, "craft_after": {}})
@@ -285,7 +290,7 @@ def run_savings(cfg: SavingsConfig, console=None) -> dict:
                     if memory in kept:
                         fast, store = kept[memory]
                         say(f"open-ended: {memory} with the simulated LLM")
-                        runner = Runner(env, llm, arbiter=Arbiter.from_store(fast, store, env.name))
+                        runner = Runner(env, llm, arbiter=_arbiter(fast, store, env, cfg))
                         result["open"]["llm"][memory] = summarise(
                             _play(runner, [OPEN_ENDED], cfg.open_llm_games, SCORE_SEED, progress, bar)[OPEN_ENDED])
                 llm.close()
@@ -304,7 +309,6 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
     """The second stage, symbolic backend: consolidate the open-ended games on top of the craft
     stage (an `open` plan job), play the open-ended games, then the craft tasks again
     (forgetting). Returns the memory after the stage."""
-    from agent.loop.arbiter import Arbiter
     from agent.loop.runner import Runner
     from envs.crafter import crafter_score, game_data
     from envs.tasks import OPEN_ENDED
@@ -314,7 +318,7 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
         say(f"open-ended: {memory} consolidates")
         fast = consolidate(memory, store, env, models, [OPEN], cfg, result["log"], "symbolic")
     say(f"open-ended: {memory} plays {cfg.open_games} games")
-    runner = Runner(env, planner, arbiter=Arbiter.from_store(fast, store, env.name))
+    runner = Runner(env, planner, arbiter=_arbiter(fast, store, env, cfg))
     games = _play(runner, [OPEN_ENDED], cfg.open_games, SCORE_SEED, progress, bar)[OPEN_ENDED]
     rates = [100 * sum(a in r.unlocked for r in games) / max(len(games), 1) for a in game_data()["achievements"]]
     result["open"]["rows"][memory] = {**summarise(games), "score": crafter_score(rates) if games else 0.0}
@@ -323,6 +327,12 @@ def _open_stage(memory, store, env, models, fast, planner, tasks, cfg, result, p
     result["open"]["craft_after"][memory] = {"all": summarise([r for rs in per.values() for r in rs]),
                                              "intact": _experts_intact(store, models)}
     return fast
+
+
+def _arbiter(fast, store, env, cfg: SavingsConfig):
+    from agent.loop.arbiter import Arbiter
+
+    return Arbiter.from_store(fast, store, env.name, plan_confidence=cfg.plan_confidence)
 
 
 def _experts_intact(store, models: Path) -> bool:

@@ -53,7 +53,9 @@ def markdown(result: dict, command: str, relative_to: str | None = None) -> str:
              f"`{command}` — {machine}; {result['wall_s'] / 60:.0f} min. Craft tasks "
              f"({', '.join(result['tasks'])}): {cfg['episodes']} practice episodes each, then "
              f"{cfg['eval_episodes']} unseen seeds each per mode; the slow agent without its cursor on "
-             f"{cfg['cursorless_episodes']} per task. Calls, tokens and seconds are per episode.", ""]
+             f"{cfg['cursorless_episodes']} per task. Calls, tokens and seconds are per episode. The plan "
+             f"memory answers above its calibrated thresholds (agreement {cfg.get('agreement', 0.95):g}) "
+             f"and at least {cfg.get('plan_confidence', 0.5):g}.", ""]
     for backend, data in result["backends"].items():
         rows = data["rows"]
         none = rows.get("none", {}).get("all")
