@@ -38,7 +38,8 @@ from memory.expert_io import load_expert, save_expert
 from memory.inject import add_expert, expert_names, inject, set_expert_indices, trainable_only
 from memory.lora import LoraConfig
 from memory.plan_policy import (PLAN_DIR, PLAN_TARGETS, PlanConfig, PlanNet, PlanSpec, features,
-                                load_plan_base, plan_base_sha256, plan_category, save_plan_base)
+                                load_plan_base, plan_base_sha256, plan_category, save_plan_base,
+                                within_support)
 from memory.registry import expert_dir, register_expert, stored_path
 
 PLANNED = ("planner", "cursor", "fallback")  # the slow planner's decisions (memory.columns.DECIDERS)
@@ -262,9 +263,7 @@ def _held_out_choices(net, data: PlanData, idx: torch.Tensor, route: int, suppor
     probs = torch.softmax(net(data.x[idx].to(device)).float(), -1).cpu()  # (n, S)
     net.train(was)
     allowed = torch.tensor([[s in support.get(data.tasks[i], ()) for s in spec.skills] for i in idx.tolist()])
-    probs = torch.where(allowed, probs, 0.0)
-    probs = probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
-    best, choice = probs.max(-1)
+    best, choice = within_support(probs, allowed).max(-1)
     confidence[idx], agrees[idx] = best, choice == data.y[idx]
     return confidence, agrees
 

@@ -100,6 +100,13 @@ def features(context: dict, spec: PlanSpec) -> np.ndarray:
     return out
 
 
+def within_support(probs: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """(..., S) probabilities restricted to the subgoals `allowed` (..., S) bool, renormalised:
+    what the memory proposes from, and what its calibration measures (plan_training.py)."""
+    probs = torch.where(allowed, probs, 0.0)
+    return probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
 def plan_category(task_name: str, catalog) -> str:
     """The task category whose plan expert answers for a task: its goal skill's category, or
     OPEN for the open-ended task."""
@@ -247,7 +254,6 @@ class PlanMemory:
             allowed = support.get(context["task"])
             if allowed is None or not bool(allowed.any()):
                 return None
-            probs = torch.where(allowed, probs, 0.0)
-            probs = probs / probs.sum().clamp_min(1e-12)
+            probs = within_support(probs, allowed)
         best = int(probs.argmax())
         return self.spec.skills[best], float(probs[best])

@@ -44,7 +44,7 @@ COST_TRIES = 3  # attempts (the gate's and live ones) before the cost is weighed
 # floors. Each plan expert's training also calibrates, per task, the probability above which its
 # held-out proposals agreed with the planner's choices (consolidation/plan_training.py
 # `calibrate`); the higher of the two holds. A proposal that is not wrong for the recipe can
-# still lose the game: on the iron chains an unsure one changed where the agent stood at dusk,
+# still lose the game: on make_iron_pickaxe unsure ones changed where the agent stood at dusk,
 # and in open-ended play a choice unlike the planner's changes the rest of the game (both
 # measured in benchmarks/RESULTS.md, "Savings").
 PROPOSE_CONFIDENCE = 0.5
